@@ -1,0 +1,49 @@
+# ct-pipeline: every target creates .venv first when it is missing.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := $(CURDIR)/.venv
+PY := $(VENV)/bin/python
+UV_VERSION := 0.13.9
+
+export CT_DATA_DIR ?= $(CURDIR)/data
+export AIRFLOW_HOME ?= $(CT_DATA_DIR)/airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__CORE__EXECUTOR ?= LocalExecutor
+export AIRFLOW__CORE__PARALLELISM ?= 4
+export AIRFLOW_CONN_CT_FEATURE_STORE ?= {"conn_type": "sqlite", "host": "$(CT_DATA_DIR)/feature_store.db"}
+export PYTHONPATH := $(CURDIR)/plugins:$(PYTHONPATH)
+
+.PHONY: venv test demo up down bench lock check clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	@echo "installing pinned dependencies into .venv (uv, constraints.txt)..."
+	@time $(VENV)/bin/uv pip install -q -p $(PY) -r requirements.txt -c constraints.txt
+	@touch $@
+
+test: venv
+	$(PY) -m pytest
+
+demo: venv
+	$(PY) -m ct_operators demo
+
+up: venv
+	$(PY) -m ct_operators up
+
+bench: venv
+	$(PY) -m bench
+
+# Regenerate the lock of the fully resolved dependency set (Airflow's constraint files are not reachable here).
+lock: venv
+	$(VENV)/bin/uv pip compile requirements.txt -p 3.11 -o constraints.txt
+
+check: venv
+	$(PY) ../shared/tools/check_layers.py .
+
+clean:
+	rm -rf $(CT_DATA_DIR)

@@ -1,0 +1,2 @@
+INSERT INTO ml_config (config_key, config_value, updated_at) VALUES (?, ?, ?)
+ON CONFLICT (config_key) DO NOTHING

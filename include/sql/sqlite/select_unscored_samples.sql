@@ -1,0 +1,8 @@
+SELECT s.id, s.x, s.y, s.label, s.event_ts
+FROM point_samples s
+WHERE s.id > ?
+  AND NOT EXISTS (
+      SELECT 1 FROM predictions p
+      WHERE p.model_name = ? AND p.model_version = ? AND p.sample_id = s.id)
+ORDER BY s.id
+LIMIT ?

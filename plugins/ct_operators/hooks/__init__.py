@@ -1,0 +1,1 @@
+"""Airflow hooks: resolve Airflow connections into the pure-logic feature store."""

@@ -1,0 +1,32 @@
+"""SQLite feature store: the embedded default. WAL mode and a busy timeout let parallel tasks share it."""
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from ct_operators.store.base import FeatureStore
+
+BUSY_TIMEOUT_S = 30.0
+
+
+class SqliteFeatureStore(FeatureStore):
+    dialect = "sqlite"
+
+    def __init__(self, path: Path | str, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.busy_timeout_s = busy_timeout_s
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def connect(self) -> Any:
+        conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    def begin_write(self, cursor: Any) -> None:
+        cursor.execute("BEGIN IMMEDIATE")
+
+    def __repr__(self) -> str:
+        return f"SqliteFeatureStore({str(self.path)!r})"
