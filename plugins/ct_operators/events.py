@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import threading
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -42,3 +43,15 @@ def read_events(audit_log: Path, event: str | None = None) -> list[dict[str, Any
     with open(audit_log, encoding="utf-8") as fh:
         rows = [json.loads(line) for line in fh if line.strip()]
     return [r for r in rows if event is None or r["event"] == event]
+
+
+@dataclass(frozen=True)
+class RunIds:
+    """Which Airflow run and task a step belongs to; carried into every audit event."""
+
+    dag_id: str
+    run_id: str
+    task_id: str = ""
+
+    def fields(self) -> dict[str, str]:
+        return {"dag_id": self.dag_id, "airflow_run_id": self.run_id, "task_id": self.task_id}

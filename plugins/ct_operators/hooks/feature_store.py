@@ -1,10 +1,12 @@
 """FeatureStoreHook: turns the ``ct_feature_store`` Airflow connection into a FeatureStore."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from airflow.sdk import BaseHook
 
-from ct_operators.store.base import FeatureStore
-from ct_operators.store.factory import StoreConnection, open_store
+if TYPE_CHECKING:
+    from ct_operators.store.base import FeatureStore
 
 
 class FeatureStoreHook(BaseHook):
@@ -18,7 +20,9 @@ class FeatureStoreHook(BaseHook):
         super().__init__()
         self.feature_store_conn_id = feature_store_conn_id
 
-    def get_conn(self) -> FeatureStore:
+    def get_conn(self) -> "FeatureStore":
+        from ct_operators.store.factory import StoreConnection, open_store
+
         conn = self.get_connection(self.feature_store_conn_id)
         return open_store(StoreConnection(
             conn_type=conn.conn_type or "", host=conn.host, port=conn.port, schema=conn.schema,

@@ -1,5 +1,3 @@
-"""Feature store: ``FeatureStore`` interface with SQLite (default) and IRIS implementations."""
-from ct_operators.store.base import FeatureStore, FeatureStoreError
-from ct_operators.store.types import Prediction, Sample, TimeWindow
+"""Feature store: the ``FeatureStore`` interface (base.py) with SQLite (default) and IRIS implementations.
 
-__all__ = ["FeatureStore", "FeatureStoreError", "Prediction", "Sample", "TimeWindow"]
+Import the submodules directly; this package stays import-light for DAG parsing."""

@@ -1,0 +1,1 @@
+SELECT COUNT(*) FROM point_samples

@@ -1,0 +1,1 @@
+UPDATE training_runs SET finished_at = ?, status = ? WHERE run_id = ?

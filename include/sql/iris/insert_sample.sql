@@ -1,0 +1,1 @@
+INSERT INTO point_samples (x, y, label, event_ts) VALUES (?, ?, ?, ?)

@@ -1,0 +1,1 @@
+SELECT config_value FROM ml_config WHERE config_key = ?

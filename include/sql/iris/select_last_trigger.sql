@@ -1,0 +1,1 @@
+SELECT MAX(triggered_at) FROM retrain_triggers

@@ -1,0 +1,125 @@
+"""MLflow: tracking set-up, the training run, model registration, aliases and the serving pointer.
+
+The registry alias ``champion`` is the source of truth; the serving pointer follows it and is
+repaired whenever the two disagree (e.g. after a promotion killed half-way).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from ct_operators.config import Settings
+
+NOT_FOUND = "RESOURCE_DOES_NOT_EXIST"
+
+
+def connect(settings: Settings) -> MlflowClient:
+    """Point MLflow at the configured store (tracking + registry) and return a client."""
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
+    if settings.tracking_uri.startswith("sqlite:///"):
+        settings.artifact_root.mkdir(parents=True, exist_ok=True)
+    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+
+
+def ensure_experiment(client: MlflowClient, settings: Settings, name: str) -> str:
+    """Experiment id; created with its artifacts under the data dir when the store is local."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = (settings.artifact_root / name).as_uri() if not settings.mlflow_tracking_uri else None
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except MlflowException:
+        experiment = client.get_experiment_by_name(name)  # created concurrently by another task
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+def find_or_create_run(client: MlflowClient, experiment_id: str, *, dag_id: str, airflow_run_id: str,
+                       run_name: str) -> str:
+    """One MLflow run per Airflow DAG run: a retried task finds the run it created before."""
+    escaped = airflow_run_id.replace("\\", "\\\\").replace("'", "\\'")
+    existing = client.search_runs([experiment_id], filter_string=f"tags.`airflow.run_id` = '{escaped}'",
+                                  max_results=1)
+    if existing:
+        return existing[0].info.run_id
+    run = client.create_run(experiment_id, run_name=run_name,
+                            tags={"airflow.dag_id": dag_id, "airflow.run_id": airflow_run_id})
+    return run.info.run_id
+
+
+def is_not_found(exc: MlflowException) -> bool:
+    return getattr(exc, "error_code", "") == NOT_FOUND or "not found" in str(exc).lower()
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    name: str
+    version: str
+    run_id: str
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelRef | None:
+    """The version holding ``alias``, or None when the alias (or the model) does not exist yet."""
+    try:
+        mv = client.get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        if is_not_found(exc):
+            return None
+        raise
+    return ModelRef(name=name, version=str(mv.version), run_id=mv.run_id or "")
+
+
+def get_version(client: MlflowClient, name: str, version: str) -> ModelRef:
+    mv = client.get_model_version(name, str(version))
+    return ModelRef(name=name, version=str(mv.version), run_id=mv.run_id or "")
+
+
+def set_champion(client: MlflowClient, settings: Settings, version: str) -> ModelRef | None:
+    """Move ``previous`` to the old champion, then ``champion`` to ``version``; returns the old one.
+
+    Ordered so that a kill at any point leaves a state ``sync_serving_pointer`` repairs.
+    """
+    name = settings.registered_model_name
+    old = version_by_alias(client, name, settings.champion_alias)
+    if old is not None and old.version != str(version):
+        client.set_registered_model_alias(name, settings.previous_alias, old.version)
+    client.set_registered_model_alias(name, settings.champion_alias, str(version))
+    return old
+
+
+def pointer_for(ref: ModelRef) -> str:
+    return ref.uri
+
+
+def sync_serving_pointer(client: MlflowClient, settings: Settings, store: Any) -> tuple[str | None, bool]:
+    """Make the store's serving pointer name the champion; returns (pointer, whether it was repaired)."""
+    champion = version_by_alias(client, settings.registered_model_name, settings.champion_alias)
+    current = store.get_serving_pointer()
+    if champion is None:
+        return current, False
+    wanted = pointer_for(champion)
+    if current != wanted:
+        store.set_serving_pointer(wanted)
+        return wanted, True
+    return current, False
+
+
+def parse_pointer(pointer: str) -> tuple[str, str]:
+    """``models:/<name>/<version>`` -> (name, version)."""
+    prefix = "models:/"
+    body = pointer[len(prefix):] if pointer.startswith(prefix) else ""
+    name, _, version = body.rpartition("/")
+    if not name or not version.isdigit():
+        raise ValueError(f"serving pointer {pointer!r} is not of the form models:/<name>/<version>")
+    return name, version

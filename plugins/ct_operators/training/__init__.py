@@ -1,0 +1,1 @@
+"""Pure training steps: extract, validate, prepare, build/train, evaluate, decide. No Airflow here."""
