@@ -29,7 +29,7 @@ DEFAULT_PORT = 1972
 DEFAULT_NAMESPACE = "USER"
 DEFAULT_TIMEOUT_S = 10
 CONFIG_GLOBAL = "ML.Config"  # ^ML.Config; the native SDK takes global names without the caret
-_BINDS = re.compile(r"^--\s*binds:\s*(?P<order>[\d\s,]+)$", re.IGNORECASE)
+_BINDS = re.compile(r"^--\s*binds:\s*(?P<order>\d+(?:[\s,]+\d+)*)(?:\s+\(.*\))?$", re.IGNORECASE)
 
 
 class IrisSqlLibrary(SqlLibrary):
@@ -46,6 +46,8 @@ class IrisSqlLibrary(SqlLibrary):
             body = []
             for line in text.splitlines():
                 match = _BINDS.match(line.strip())
+                if re.match(r"^--\s*binds:", line.strip(), re.IGNORECASE) and not match:
+                    raise FeatureStoreError(f"{self.folder / name}.sql: malformed '-- binds:' line {line!r}")
                 if match:
                     order = tuple(int(p) - 1 for p in re.split(r"[\s,]+", match["order"].strip()))
                 elif not line.strip().startswith("--"):

@@ -1,0 +1,275 @@
+"""The FeatureStore contract, run on every backend: SQLite, IRIS through the fake driver, and a live IRIS.
+
+* ``sqlite``: ``SqliteFeatureStore`` on a temporary file.
+* ``iris-fake``: ``IrisFeatureStore`` with ``tests/integration/fake_iris.py`` as ``iris.dbapi`` and the
+  native API; proves the Python side and the statements' logic, not that IRIS accepts the SQL.
+* ``iris-live``: ``IrisFeatureStore`` with the real ``intersystems-irispython`` driver against the server
+  named by ``CT_IRIS_HOST`` (+ ``CT_IRIS_PORT``, ``CT_IRIS_NAMESPACE``, ``CT_IRIS_USER``,
+  ``CT_IRIS_PASSWORD``); skipped when ``CT_IRIS_HOST`` is unset. A live namespace keeps its data, so
+  every test works on rows it made itself (unique labels, model names, seed content and time windows)
+  and asserts on differences, never on absolute counts.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from ct_operators.config import PROJECT_ROOT
+from ct_operators.store.base import SERVING_POINTER_KEY, FeatureStore
+from ct_operators.store.factory import StoreConnection
+from ct_operators.store.iris import CONFIG_GLOBAL, IrisFeatureStore, iris_connect_kwargs
+from ct_operators.store.sqlite import SqliteFeatureStore
+from ct_operators.store.types import Prediction, Sample, TimeWindow
+from tests.integration.fake_iris import DataRow, FakeIrisServer, translate
+
+LIVE_REASON = ("live IRIS contract skipped: set CT_IRIS_HOST (and CT_IRIS_PORT, CT_IRIS_NAMESPACE, "
+               "CT_IRIS_USER, CT_IRIS_PASSWORD) to run it against a server")
+BACKENDS = [
+    "sqlite",
+    "iris-fake",
+    pytest.param("iris-live", marks=[pytest.mark.iris,
+                                     pytest.mark.skipif(not os.environ.get("CT_IRIS_HOST"), reason=LIVE_REASON)]),
+]
+
+
+def live_connection() -> StoreConnection:
+    return StoreConnection(
+        conn_type="iris", host=os.environ["CT_IRIS_HOST"], port=int(os.environ.get("CT_IRIS_PORT", "1972")),
+        schema=os.environ.get("CT_IRIS_NAMESPACE", "USER"), login=os.environ.get("CT_IRIS_USER", "_SYSTEM"),
+        password=os.environ.get("CT_IRIS_PASSWORD", ""))
+
+
+@pytest.fixture
+def fake_server(tmp_path: Path) -> FakeIrisServer:
+    return FakeIrisServer(tmp_path / "fake_iris.db")
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FeatureStore]:
+    if request.param == "sqlite":
+        s: FeatureStore = SqliteFeatureStore(tmp_path / "fs.db")
+    elif request.param == "iris-fake":
+        server = request.getfixturevalue("fake_server")
+        conn = StoreConnection(conn_type="iris", host="iris.test", port=1972, schema="USER",
+                               login="ct", password="fake-password")
+        s = IrisFeatureStore.from_connection(conn, dbapi=server.dbapi, native=server.native)
+    else:
+        s = IrisFeatureStore.from_connection(live_connection())
+    s.init_schema()
+    yield s
+
+
+@pytest.fixture
+def token() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def window_for(token: str) -> TimeWindow:
+    """A one-hour window in 2001 that only this test's rows fall into (on a shared live namespace)."""
+    start = datetime(2001, 1, 1, tzinfo=timezone.utc) + timedelta(hours=int(token[:6], 16) % 80_000)
+    return TimeWindow(start, start + timedelta(hours=1))
+
+
+def insert_labelled(store: FeatureStore, token: str, ys: list[float | None]) -> list[int]:
+    """Insert one sample per y in this test's window; return their ids (ascending)."""
+    window = window_for(token)
+    samples = [Sample(x=float(i), y=y, label=token, event_ts=window.start + timedelta(seconds=i))
+               for i, y in enumerate(ys)]
+    assert store.insert_samples(samples) == len(samples)
+    frame = store.fetch_samples(window)
+    frame = frame[frame["label"] == token]
+    return [int(i) for i in frame["id"]]
+
+
+def prediction(sample_id: int, model: str, version: str = "1", value: float = 1.0) -> Prediction:
+    return Prediction(sample_id=sample_id, predicted=value, model_name=model, model_version=version,
+                      mlflow_run_id="run-" + model[:8], inference_ms=0.5,
+                      predicted_at=datetime(2001, 6, 1, 12, 0, 0, 123456, tzinfo=timezone.utc))
+
+
+# -- the contract --------------------------------------------------------------------------------
+def test_init_schema_twice_is_harmless(store: FeatureStore) -> None:
+    before = store.count_samples()
+    store.init_schema()
+    assert store.count_samples() == before
+
+
+def test_seed_load_is_idempotent(store: FeatureStore, tmp_path: Path, token: str) -> None:
+    seed = tmp_path / "seed.csv"
+    seed.write_text("x,y,label,datetime\n1.5,2.5," + token + ",2001-01-01 00:00:00\n"
+                    "2.5,,," + "2001-01-01 00:00:01.5\n", encoding="utf-8")
+    before = store.count_samples()
+    assert store.load_seed_csv(seed) == 2
+    assert store.load_seed_csv(seed) == 0
+    assert store.count_samples() == before + 2
+
+
+def test_project_seed_file_loads_once(store: FeatureStore) -> None:
+    seed = PROJECT_ROOT / "include" / "data" / "point_samples.csv"
+    first = store.load_seed_csv(seed)
+    assert first in (0, 11)  # 0 only on a live namespace that already holds it
+    assert store.load_seed_csv(seed) == 0
+
+
+def test_insert_and_fetch_by_window_and_ids(store: FeatureStore, token: str) -> None:
+    ids = insert_labelled(store, token, [10.0, 11.0, None])
+    assert len(ids) == 3 and ids == sorted(ids)
+    frame = store.fetch_samples(window_for(token))
+    mine = frame[frame["label"] == token]
+    assert list(mine["x"]) == [0.0, 1.0, 2.0]
+    assert mine["y"].isna().tolist() == [False, False, True]
+    assert str(mine["event_ts"].dt.tz) == "UTC"
+    assert mine["event_ts"].iloc[1] == window_for(token).start + timedelta(seconds=1)
+    # half-open: a window ending at the second sample excludes it
+    narrow = store.fetch_samples(TimeWindow(window_for(token).start, window_for(token).start + timedelta(seconds=1)))
+    assert narrow[narrow["label"] == token]["x"].tolist() == [0.0]
+    by_ids = store.fetch_samples_by_ids([ids[2], ids[0], ids[0], 10**12])
+    assert by_ids["id"].tolist() == [ids[0], ids[2]]
+    assert store.fetch_samples_by_ids([]).empty
+
+
+def test_fetch_by_many_ids_crosses_chunks(store: FeatureStore, token: str) -> None:
+    ids = insert_labelled(store, token, [float(i) for i in range(230)])
+    frame = store.fetch_samples_by_ids(list(reversed(ids)))
+    assert frame["id"].tolist() == ids
+    assert frame["label"].eq(token).all()
+
+
+def test_unscored_samples(store: FeatureStore, token: str) -> None:
+    ids = insert_labelled(store, token, [1.0, 2.0, 3.0])
+    model = "m-" + token
+    first = store.fetch_unscored(model, "1", after_id=ids[0] - 1, limit=2)
+    assert first["id"].tolist() == ids[:2]
+    store.insert_predictions([prediction(ids[0], model), prediction(ids[1], model)])
+    rest = store.fetch_unscored(model, "1", after_id=ids[0] - 1, limit=10)
+    assert rest["id"].tolist()[:1] == [ids[2]]
+    # another version of the model has scored nothing yet
+    assert store.fetch_unscored(model, "2", after_id=ids[0] - 1, limit=3)["id"].tolist() == ids
+
+
+def test_insert_predictions_is_idempotent(store: FeatureStore, token: str) -> None:
+    ids = insert_labelled(store, token, [1.0, 2.0])
+    model = "m-" + token
+    before = store.count_predictions()
+    batch = [prediction(i, model) for i in ids]
+    assert store.insert_predictions(batch) == 2
+    assert store.insert_predictions(batch) == 0
+    assert store.insert_predictions([prediction(ids[0], model, value=99.0)]) == 0
+    assert store.count_predictions() == before + 2
+    assert store.insert_predictions([prediction(ids[0], model, version="2")]) == 1
+    assert store.insert_predictions([]) == 0
+
+
+def test_labelled_predictions(store: FeatureStore, token: str) -> None:
+    ids = insert_labelled(store, token, [5.0, None, 7.0])
+    model = "m-" + token
+    store.insert_predictions([prediction(i, model, value=float(n)) for n, i in enumerate(ids)])
+    frame = store.fetch_labelled_predictions(model, "1", window_for(token))
+    assert list(frame.columns) == ["sample_id", "event_ts", "x", "y", "predicted", "predicted_at"]
+    assert frame["sample_id"].tolist() == [ids[0], ids[2]]
+    assert frame["y"].tolist() == [5.0, 7.0]
+    assert frame["predicted"].tolist() == [0.0, 2.0]
+    assert frame["predicted_at"].iloc[0] == datetime(2001, 6, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
+    assert store.fetch_labelled_predictions(model, "other", window_for(token)).empty
+
+
+def test_serving_pointer(store: FeatureStore, token: str) -> None:
+    uri = f"models:/ct_point_regressor/{token}"
+    store.set_serving_pointer(uri)
+    assert store.get_serving_pointer() == uri
+    store.set_serving_pointer(uri + "-next")
+    assert store.get_serving_pointer() == uri + "-next"
+
+
+def test_config_upsert(store: FeatureStore, token: str) -> None:
+    key = "test:" + token
+    assert store.get_config(key) is None
+    store.set_config(key, "a")
+    store.set_config(key, "b")
+    assert store.get_config(key) == "b"
+
+
+def test_training_runs_and_claim_retraining(store: FeatureStore, token: str) -> None:
+    t0 = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=1)
+    window = TimeWindow(t0 - timedelta(hours=1), t0)
+    claim = dict(cooldown=timedelta(seconds=10), lease=timedelta(hours=1), reason="r2 below threshold",
+                 window=window, monitoring_run_id="mon-" + token)
+    assert store.claim_retraining(now=t0, **claim) is None
+    assert store.last_trigger_at() == t0
+    refused = store.claim_retraining(now=t0 + timedelta(seconds=5), **claim)
+    assert refused is not None and "cooldown" in refused
+    run_id = "train-" + token
+    store.start_training_run(run_id, t0 + timedelta(seconds=20))
+    store.start_training_run(run_id, t0 + timedelta(seconds=20))  # a retried task: still one run
+    try:
+        assert store.active_training_runs(t0) == [run_id]
+        refused = store.claim_retraining(now=t0 + timedelta(seconds=40), **claim)
+        assert refused is not None and run_id in refused
+    finally:
+        store.finish_training_run(run_id, "success", t0 + timedelta(seconds=50))
+    assert run_id not in store.active_training_runs(t0)
+    assert store.claim_retraining(now=t0 + timedelta(seconds=60), **claim) is None
+    assert store.last_trigger_at() == t0 + timedelta(seconds=60)
+
+
+# -- IRIS specifics: the pointer lives in the global; connection fields map to driver keywords ----
+def test_iris_serving_pointer_is_the_global(fake_server: FakeIrisServer) -> None:
+    conn = StoreConnection(conn_type="iris", host="iris.test", port=1972, schema="USER",
+                           login="ct", password="fake-password")
+    store = IrisFeatureStore.from_connection(conn, dbapi=fake_server.dbapi, native=fake_server.native)
+    store.init_schema()
+    assert store.get_serving_pointer() is None
+    store.set_serving_pointer("models:/m/3")
+    native = fake_server.native.createIRIS(fake_server.connect(
+        hostname="iris.test", port=1972, namespace="USER", username="ct", password="fake-password"))
+    assert native.get("ML.Config", "ModelPath") == "models:/m/3"
+    assert store.get_config(SERVING_POINTER_KEY) is None  # the table is not a second copy
+    native.set("models:/m/4", CONFIG_GLOBAL, SERVING_POINTER_KEY)  # e.g. written by ObjectScript
+    assert store.get_serving_pointer() == "models:/m/4"
+
+
+def test_iris_connect_kwargs_and_errors(fake_server: FakeIrisServer) -> None:
+    conn = StoreConnection(conn_type="iris", host="iris", port=None, schema=None, login="ct",
+                           password="secret", extra={"timeout": 3})
+    assert iris_connect_kwargs(conn) == {"hostname": "iris", "port": 1972, "namespace": "USER",
+                                         "username": "ct", "password": "secret", "timeout": 3}
+    store = IrisFeatureStore.from_connection(conn, dbapi=fake_server.dbapi, native=fake_server.native)
+    assert "secret" not in repr(store)
+    with pytest.raises(Exception, match="cannot connect to IRIS at iris:1972/USER"):
+        store.count_samples()
+    with pytest.raises(Exception, match="no host"):
+        iris_connect_kwargs(StoreConnection(conn_type="iris", login="ct"))
+
+
+def test_iris_sql_files_match_sqlite_names() -> None:
+    sql_root = PROJECT_ROOT / "include" / "sql"
+    assert sorted(p.name for p in (sql_root / "iris").glob("*.sql")) == \
+        sorted(p.name for p in (sql_root / "sqlite").glob("*.sql"))
+
+
+# -- the fake itself: rows are not tuples, and the translation is the documented one ---------------
+def test_fake_rows_are_datarows_not_tuples(fake_server: FakeIrisServer) -> None:
+    conn = fake_server.connect(hostname="iris.test", port=1972, namespace="USER", username="ct",
+                               password="fake-password")
+    cur = conn.cursor()
+    cur.execute("SELECT ? AS a, ? AS b", (1, "two"))
+    (row,) = cur.fetchall()
+    assert isinstance(row, DataRow) and not isinstance(row, tuple)
+    assert row[0] == 1 and row["b"] == "two" and row[:] == [1, "two"] and tuple(row) == (1, "two")
+    with pytest.raises(Exception, match="Access Denied"):
+        fake_server.connect(hostname="iris.test", port=1972, namespace="USER", username="ct", password="x")
+    with pytest.raises(TypeError):
+        fake_server.connect(host="iris.test", port=1972, namespace="USER", username="ct",  # type: ignore[call-arg]
+                            password="fake-password")
+
+
+def test_fake_translation() -> None:
+    sql, params = translate("SELECT TOP ? id FROM t WHERE a > ? ORDER BY id", (5, 1))
+    assert sql.endswith("LIMIT ?") and "TOP" not in sql and params == (1, 5)
+    sql, _ = translate("INSERT OR UPDATE INTO t (k, v) VALUES (?, ?)", ("a", "b"))
+    assert sql == "INSERT INTO t (k, v) VALUES (?, ?) ON CONFLICT DO UPDATE SET k = excluded.k, v = excluded.v"
