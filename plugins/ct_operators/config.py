@@ -49,7 +49,7 @@ class Settings:
     require_approval: bool = False
     # serving
     prediction_batch_size: int = 10_000
-    prediction_schedule: str = "*/10 * * * *"
+    prediction_schedule: str = "*/10 * * * *"  # "" or "none": manual runs only
     # monitoring
     monitoring_schedule: str = "0 * * * *"
     r2_threshold: float = 0.2
@@ -57,6 +57,10 @@ class Settings:
     monitoring_lookback_hours: float = 24 * 7
     retrain_cooldown_minutes: float = 60.0
     training_lease_minutes: float = 120.0
+
+    def schedule(self, cron: str) -> str | None:
+        """A cron setting as a DAG schedule: "" or "none" mean manual runs only."""
+        return None if cron.strip().lower() in {"", "none", "null"} else cron
 
     # derived locations -------------------------------------------------------------
     @property

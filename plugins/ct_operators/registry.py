@@ -5,6 +5,7 @@ repaired whenever the two disagree (e.g. after a promotion killed half-way).
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ NOT_FOUND = "RESOURCE_DOES_NOT_EXIST"
 
 def connect(settings: Settings) -> MlflowClient:
     """Point MLflow at the configured store (tracking + registry) and return a client."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keeps task logs readable
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
     if settings.tracking_uri.startswith("sqlite:///"):

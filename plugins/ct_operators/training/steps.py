@@ -23,6 +23,8 @@ from ct_operators.training.prepare import split_frame, xy
 from ct_operators.training.validation import clean_frame, validate_frame
 
 REGISTERED_VERSION_TAG = "ct.registered_version"
+PROMOTED_AT_TAG = "ct.promoted_at"
+TRAINING_SAMPLE_ARTIFACT = "data/training_features.parquet"
 
 
 def _audit(settings: Settings, ids: RunIds, event: str, **fields: Any) -> dict:
@@ -105,6 +107,7 @@ def train(settings: Settings, ids: RunIds, prepared: dict) -> dict:
     mlflow.sklearn.autolog(log_models=False, log_datasets=False, silent=True)
     with mlflow.start_run(run_id=run_id):
         pipeline.fit(X, y)
+        _log_training_sample(X)
         info = mlflow.sklearn.log_model(
             pipeline, name="model", signature=infer_signature(X, pipeline.predict(X)),
             input_example=X.head(3), registered_model_name=settings.registered_model_name,
@@ -220,6 +223,7 @@ def promote(settings: Settings, store: FeatureStore, ids: RunIds, decision: dict
         store.finish_training_run(ids.run_id, "not_promoted", utcnow())
         client.set_terminated(run_id, "FINISHED")
         return {"promoted": False, "model_version": version, "reasons": decision["reasons"], "serving_pointer": pointer}
+    client.set_model_version_tag(settings.registered_model_name, version, PROMOTED_AT_TAG, utcnow().isoformat())
     old = registry.set_champion(client, settings, version)
     pointer, _ = registry.sync_serving_pointer(client, settings, store)
     client.set_tag(run_id, "ct.promoted", "true")
@@ -229,6 +233,18 @@ def promote(settings: Settings, store: FeatureStore, ids: RunIds, decision: dict
     client.set_terminated(run_id, "FINISHED")
     return {"promoted": True, "model_version": version, "previous_version": old.version if old else None,
             "serving_pointer": pointer}
+
+
+def _log_training_sample(X, max_rows: int = 10_000) -> None:
+    """Training features (a sample when large) as the reference for monitoring's drift statistic."""
+    import tempfile
+
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(TRAINING_SAMPLE_ARTIFACT).name
+        X.sample(min(len(X), max_rows), random_state=0).to_parquet(path, index=False)
+        mlflow.log_artifact(str(path), artifact_path=str(Path(TRAINING_SAMPLE_ARTIFACT).parent))
 
 
 def _pip_requirements() -> list[str]:
