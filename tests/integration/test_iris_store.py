@@ -184,6 +184,14 @@ def test_serving_pointer(store: FeatureStore, token: str) -> None:
     assert store.get_serving_pointer() == uri
     store.set_serving_pointer(uri + "-next")
     assert store.get_serving_pointer() == uri + "-next"
+    if isinstance(store, IrisFeatureStore):  # fake and live: the value is in ^ML.Config("ModelPath")
+        conn = store.connect()
+        try:
+            assert store.native.createIRIS(conn).get("ML.Config", "ModelPath") == uri + "-next"
+        finally:
+            conn.close()
+    else:
+        assert store.get_config(SERVING_POINTER_KEY) == uri + "-next"
 
 
 def test_config_upsert(store: FeatureStore, token: str) -> None:
@@ -273,3 +281,15 @@ def test_fake_translation() -> None:
     assert sql.endswith("LIMIT ?") and "TOP" not in sql and params == (1, 5)
     sql, _ = translate("INSERT OR UPDATE INTO t (k, v) VALUES (?, ?)", ("a", "b"))
     assert sql == "INSERT INTO t (k, v) VALUES (?, ?) ON CONFLICT DO UPDATE SET k = excluded.k, v = excluded.v"
+
+
+def test_factory_opens_iris_from_the_airflow_conn_json() -> None:
+    """The AIRFLOW_CONN_CT_FEATURE_STORE value of docker-compose.yaml / docs/deploy.md opens an IRIS store."""
+    from ct_operators.store.factory import open_store, parse_connection
+
+    value = ('{"conn_type": "iris", "host": "iris", "port": 1972, "schema": "USER", '
+             '"login": "_SYSTEM", "password": "pw", "extra": {"timeout": 5}}')
+    store = open_store(parse_connection(value))  # constructing does not connect
+    assert isinstance(store, IrisFeatureStore)
+    assert store.connect_kwargs == {"hostname": "iris", "port": 1972, "namespace": "USER",
+                                    "username": "_SYSTEM", "password": "pw", "timeout": 5}
