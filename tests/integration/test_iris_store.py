@@ -293,3 +293,18 @@ def test_factory_opens_iris_from_the_airflow_conn_json() -> None:
     assert isinstance(store, IrisFeatureStore)
     assert store.connect_kwargs == {"hostname": "iris", "port": 1972, "namespace": "USER",
                                     "username": "_SYSTEM", "password": "pw", "timeout": 5}
+
+
+def test_real_driver_accepts_the_connect_keywords() -> None:
+    """The installed intersystems-irispython takes our keyword names: it fails on the network, not on them."""
+    import socket
+
+    with socket.socket() as probe:  # a loopback port with nothing listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    conn = StoreConnection(conn_type="iris", host="127.0.0.1", port=port, login="ct", password="pw",
+                           extra={"timeout": 2})
+    store = IrisFeatureStore.from_connection(conn)  # the real iris.dbapi and native modules
+    with pytest.raises(Exception, match="cannot connect to IRIS at 127.0.0.1") as info:
+        store.count_samples()
+    assert not isinstance(info.value.__cause__, TypeError), info.value
