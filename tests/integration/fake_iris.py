@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -208,9 +209,14 @@ class NativeIRIS:
     def __init__(self, conn: Connection) -> None:
         if conn.isClosed():
             raise Error("createIRIS: the connection is closed")
-        self._db = sqlite3.connect(conn._path, timeout=30.0, isolation_level=None)
-        self._db.execute("CREATE TABLE IF NOT EXISTS fake_iris_globals "
-                         "(name TEXT NOT NULL, subs TEXT NOT NULL, value, PRIMARY KEY (name, subs))")
+        self._path = conn._path
+        self._run("CREATE TABLE IF NOT EXISTS fake_iris_globals "
+                  "(name TEXT NOT NULL, subs TEXT NOT NULL, value, PRIMARY KEY (name, subs))", ())
+
+    def _run(self, sql: str, params: tuple) -> list[tuple]:
+        """One short autocommit connection per call: a global set is durable at once, as in IRIS."""
+        with closing(sqlite3.connect(self._path, timeout=30.0, isolation_level=None)) as db:
+            return db.execute(sql, params).fetchall()
 
     @staticmethod
     def _key(global_name: str, subscripts: Sequence[Any]) -> tuple[str, str]:
@@ -222,14 +228,13 @@ class NativeIRIS:
         if not isinstance(value, (str, int, float, bytes, bool)):
             raise Error(f"unsupported global value type {type(value).__name__}")
         name, subs = self._key(global_name, subscripts)
-        self._db.execute("INSERT INTO fake_iris_globals (name, subs, value) VALUES (?, ?, ?) "
-                         "ON CONFLICT (name, subs) DO UPDATE SET value = excluded.value", (name, subs, value))
+        self._run("INSERT INTO fake_iris_globals (name, subs, value) VALUES (?, ?, ?) "
+                  "ON CONFLICT (name, subs) DO UPDATE SET value = excluded.value", (name, subs, value))
 
     def get(self, global_name: str, *subscripts: Any) -> Any:
         name, subs = self._key(global_name, subscripts)
-        row = self._db.execute("SELECT value FROM fake_iris_globals WHERE name = ? AND subs = ?",
-                               (name, subs)).fetchone()
-        return None if row is None else row[0]
+        rows = self._run("SELECT value FROM fake_iris_globals WHERE name = ? AND subs = ?", (name, subs))
+        return rows[0][0] if rows else None
 
     def isDefined(self, global_name: str, *subscripts: Any) -> int:
         return 0 if self.get(global_name, *subscripts) is None else 1
@@ -237,11 +242,11 @@ class NativeIRIS:
     def kill(self, global_name: str, *subscripts: Any) -> None:
         name, subs = self._key(global_name, subscripts)
         prefix = subs[:-1]  # descendants too: their JSON subscript list starts with ours
-        self._db.execute("DELETE FROM fake_iris_globals WHERE name = ? AND (subs = ? OR subs LIKE ?)",
-                         (name, subs, (prefix + ",%") if subscripts else "%"))
+        self._run("DELETE FROM fake_iris_globals WHERE name = ? AND (subs = ? OR subs LIKE ?)",
+                  (name, subs, (prefix + ",%") if subscripts else "%"))
 
     def close(self) -> None:
-        self._db.close()
+        """Nothing to release: every call used its own short connection."""
 
 
 class FakeIrisServer:

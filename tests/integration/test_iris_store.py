@@ -239,6 +239,8 @@ def test_iris_serving_pointer_is_the_global(fake_server: FakeIrisServer) -> None
     assert store.get_config(SERVING_POINTER_KEY) is None  # the table is not a second copy
     native.set("models:/m/4", CONFIG_GLOBAL, SERVING_POINTER_KEY)  # e.g. written by ObjectScript
     assert store.get_serving_pointer() == "models:/m/4"
+    native.kill(CONFIG_GLOBAL)  # killing the whole global removes the pointer with it
+    assert store.get_serving_pointer() is None and native.isDefined(CONFIG_GLOBAL, SERVING_POINTER_KEY) == 0
 
 
 def test_iris_connect_kwargs_and_errors(fake_server: FakeIrisServer) -> None:
