@@ -310,3 +310,19 @@ def test_real_driver_accepts_the_connect_keywords() -> None:
     with pytest.raises(Exception, match="cannot connect to IRIS at 127.0.0.1") as info:
         store.count_samples()
     assert not isinstance(info.value.__cause__, TypeError), info.value
+
+
+def test_binds_header_is_parsed_strictly(tmp_path: Path) -> None:
+    from ct_operators.store.base import FeatureStoreError
+    from ct_operators.store.iris import IrisSqlLibrary
+
+    folder = tmp_path / "iris"
+    folder.mkdir()
+    (folder / "ok.sql").write_text("-- binds: 2 1   (b, a)\nSELECT ?, ?\n", encoding="utf-8")
+    (folder / "zero.sql").write_text("-- binds: 0 1\nSELECT ?, ?\n", encoding="utf-8")
+    (folder / "typo.sql").write_text("-- binds: two one\nSELECT ?, ?\n", encoding="utf-8")
+    library = IrisSqlLibrary(root=tmp_path)
+    assert library["ok"] == "SELECT ?, ?" and library.bindings["SELECT ?, ?"] == (1, 0)
+    for name in ("zero", "typo"):
+        with pytest.raises(FeatureStoreError, match="binds"):
+            library[name]

@@ -50,6 +50,8 @@ class IrisSqlLibrary(SqlLibrary):
                     raise FeatureStoreError(f"{self.folder / name}.sql: malformed '-- binds:' line {line!r}")
                 if match:
                     order = tuple(int(p) - 1 for p in re.split(r"[\s,]+", match["order"].strip()))
+                    if min(order) < 0:
+                        raise FeatureStoreError(f"{self.folder / name}.sql: '-- binds:' positions start at 1")
                 elif not line.strip().startswith("--"):
                     body.append(line)
             sql = "\n".join(body).strip()
