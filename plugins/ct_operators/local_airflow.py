@@ -34,6 +34,7 @@ def airflow_environment(settings: Settings, port: int = 8080) -> dict[str, str]:
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__API__BASE_URL": f"http://localhost:{port}",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{port}/execution/",
+        "PATH": os.pathsep.join([str(BIN), env.get("PATH", "")]),  # standalone spawns `airflow` by name
         "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT / "plugins"), env.get("PYTHONPATH", "")])),
     })
     env.setdefault("AIRFLOW__CORE__EXECUTOR", "LocalExecutor")
