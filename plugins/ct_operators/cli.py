@@ -101,7 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_pred.add_argument("--start", help="window start, ISO-8601 (UTC if no offset)")
     p_pred.add_argument("--end", help="window end, ISO-8601 (UTC if no offset)")
     p_pred.add_argument("--batch-size", type=int, default=None)
-    sub.add_parser("demo", help="run the whole continuous-training story on the real scheduler")
+    p_demo = sub.add_parser("demo", help="run the whole continuous-training story on the real scheduler")
+    p_demo.add_argument("--port", type=int, default=8080, help="port of the Airflow API server")
     p_up = sub.add_parser("up", help="start Airflow (:8080) and the MLflow UI (:5000)")
     p_up.add_argument("--port", type=int, default=8080)
     p_up.add_argument("--mlflow-port", type=int, default=5000)
@@ -116,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "demo":
             from ct_operators.demo import run_demo
 
-            result = run_demo()
+            result = run_demo(port=args.port)
             return 0 if result.get("completed") else 1
         else:
             result = up(args.port, args.mlflow_port)
