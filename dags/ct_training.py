@@ -9,6 +9,7 @@ approve_promotion → promote_model`
 * Every model is registered in MLflow with metrics, plots and a SHAP explainer; it becomes the
   `champion` only if it beats the current one on the same holdout (lower MAE **and** higher R²)
   and clears the R² floor. With `require_approval`, a human approves the promotion in the UI.
+* `CT_EXECUTION_MODE=docker` runs `train_model` and `evaluate_model` in their own container.
 * Decisions are JSON audit events in the task logs and in `<data dir>/audit/events.jsonl`.
 """
 from __future__ import annotations
@@ -62,8 +63,15 @@ with DAG(
     extract = ExtractDataOperator(task_id="extract_data")
     validate = ValidateDataOperator(task_id="validate_data", extracted=extract.output)
     prepare = PrepareDataOperator(task_id="prepare_data", validated=validate.output)
-    train = TrainModelOperator(task_id="train_model", prepared=prepare.output)
-    evaluate = EvaluateModelOperator(task_id="evaluate_model", prepared=prepare.output, trained=train.output)
+    if settings.execution_mode == "docker":  # heavy steps in their own container, same logic and files
+        from ct_operators.operators.container import ContainerStepOperator
+
+        train = ContainerStepOperator(task_id="train_model", settings=settings)
+        evaluate = ContainerStepOperator(task_id="evaluate_model", settings=settings)
+        prepare >> train
+    else:
+        train = TrainModelOperator(task_id="train_model", prepared=prepare.output)
+        evaluate = EvaluateModelOperator(task_id="evaluate_model", prepared=prepare.output, trained=train.output)
     validate_model = ValidateModelOperator(task_id="validate_model", prepared=prepare.output, trained=train.output)
     approve = PromotionApprovalOperator(task_id="approve_promotion", decision=validate_model.output,
                                         response_timeout=timedelta(days=2))

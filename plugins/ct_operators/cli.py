@@ -101,6 +101,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_pred.add_argument("--start", help="window start, ISO-8601 (UTC if no offset)")
     p_pred.add_argument("--end", help="window end, ISO-8601 (UTC if no offset)")
     p_pred.add_argument("--batch-size", type=int, default=None)
+    p_step = sub.add_parser("run-step", help="run one ct_training step in this process (container entry point)")
+    p_step.add_argument("task_id")
+    p_step.add_argument("--dag-id", required=True)
+    p_step.add_argument("--run-id", required=True)
     p_demo = sub.add_parser("demo", help="run the whole continuous-training story on the real scheduler")
     p_demo.add_argument("--port", type=int, default=8080, help="port of the Airflow API server")
     p_up = sub.add_parser("up", help="start Airflow (:8080) and the MLflow UI (:5000)")
@@ -114,6 +118,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = simulate(args)
         elif args.command == "predict":
             result = predict(args)
+        elif args.command == "run-step":
+            from ct_operators.training.container import main as run_step_main
+
+            return run_step_main(args.task_id, args.dag_id, args.run_id)
         elif args.command == "demo":
             from ct_operators.demo import run_demo
 

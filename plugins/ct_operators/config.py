@@ -47,6 +47,12 @@ class Settings:
     outliers_are_errors: bool = False
     r2_floor: float = 0.0
     require_approval: bool = False
+    # where train/evaluate run: "process" (the Airflow worker) or "docker" (DockerOperator, same image)
+    execution_mode: str = "process"
+    docker_image: str = "ct-pipeline/airflow:3.3.2"
+    docker_url: str = "tcp://docker-socket-proxy:2375"
+    docker_network: str = ""
+    docker_data_volume: str = "ct-pipeline_airflow-data"
     # serving
     prediction_batch_size: int = 10_000
     prediction_schedule: str = "*/10 * * * *"  # "" or "none": manual runs only
@@ -153,6 +159,8 @@ def validate_settings(s: Settings) -> None:
         raise ConfigError(f"setting 'prediction_batch_size' must be positive, got {s.prediction_batch_size}")
     if s.monitoring_min_samples < 2:
         raise ConfigError("setting 'monitoring_min_samples' must be at least 2 (R² needs two points)")
+    if s.execution_mode not in {"process", "docker"}:
+        raise ConfigError(f"setting 'execution_mode' must be 'process' or 'docker', got {s.execution_mode!r}")
     if s.target in s.features:
         raise ConfigError(f"setting 'target' ({s.target!r}) must not also be a feature")
     for name in ("retrain_cooldown_minutes", "training_lease_minutes", "monitoring_lookback_hours"):

@@ -1,15 +1,37 @@
-"""One operator per ``ct_training`` step. Inputs arrive as XComArgs (small dicts of URIs and ids)."""
+"""One operator per ``ct_training`` step. Inputs arrive as XComArgs (small dicts of URIs and ids);
+each result is also kept in the run folder so a containerised step can read it."""
 from __future__ import annotations
 
+import json
 from typing import Any, Sequence
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Context
 
+from ct_operators.config import Settings
+from ct_operators.events import RunIds
 from ct_operators.operators.base import CtOperator
 
 
-class ExtractDataOperator(CtOperator):
+def as_dict(value: Any) -> dict:
+    """Upstream XCom: a dict, or the JSON line a containerised step printed."""
+    return json.loads(value) if isinstance(value, str) else dict(value)
+
+
+class TrainingStepOperator(CtOperator):
+    """Settings and ids from the context → the step → its result saved for the run and returned."""
+
+    def execute(self, context: Context) -> dict:
+        from ct_operators.training import steps
+
+        settings, ids = self.settings(context), self.run_ids(context)
+        return steps.save_output(settings, ids, self.task_id, self.run_step(settings, ids))
+
+    def run_step(self, settings: Settings, ids: RunIds) -> dict:
+        raise NotImplementedError
+
+
+class ExtractDataOperator(TrainingStepOperator):
     """Rows of the feature store in [window_start, window_end), staged as a file for the run."""
 
     template_fields: Sequence[str] = ("window_start", "window_end")
@@ -22,13 +44,19 @@ class ExtractDataOperator(CtOperator):
 
     def execute(self, context: Context) -> dict:
         from ct_operators.training import steps
+        from ct_operators.training.container import PARAMS_FILE
 
-        settings = self.settings(context)
+        steps.save_output(self.settings(context), self.run_ids(context), PARAMS_FILE, dict(context["params"]))
+        return super().execute(context)
+
+    def run_step(self, settings: Settings, ids: RunIds) -> dict:
+        from ct_operators.training import steps
+
         window = steps.parse_window(self.window_start, self.window_end)
-        return steps.extract(settings, self.store(settings), self.run_ids(context), window)
+        return steps.extract(settings, self.store(settings), ids, window)
 
 
-class ValidateDataOperator(CtOperator):
+class ValidateDataOperator(TrainingStepOperator):
     """Fails on data errors (no retries: bad data does not get better), keeps warnings in a report."""
 
     template_fields: Sequence[str] = ("extracted",)
@@ -38,39 +66,39 @@ class ValidateDataOperator(CtOperator):
         super().__init__(**kwargs)
         self.extracted = extracted
 
-    def execute(self, context: Context) -> dict:
+    def run_step(self, settings: Settings, ids: RunIds) -> dict:
         from ct_operators.training import steps
 
-        return steps.validate_data(self.settings(context), self.run_ids(context), self.extracted)
+        return steps.validate_data(settings, ids, as_dict(self.extracted))
 
 
-class PrepareDataOperator(CtOperator):
+class PrepareDataOperator(TrainingStepOperator):
     template_fields: Sequence[str] = ("validated",)
 
     def __init__(self, *, validated: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.validated = validated
 
-    def execute(self, context: Context) -> dict:
+    def run_step(self, settings: Settings, ids: RunIds) -> dict:
         from ct_operators.training import steps
 
-        return steps.prepare(self.settings(context), self.run_ids(context), self.validated)
+        return steps.prepare(settings, ids, as_dict(self.validated))
 
 
-class TrainModelOperator(CtOperator):
+class TrainModelOperator(TrainingStepOperator):
     template_fields: Sequence[str] = ("prepared",)
 
     def __init__(self, *, prepared: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.prepared = prepared
 
-    def execute(self, context: Context) -> dict:
+    def run_step(self, settings: Settings, ids: RunIds) -> dict:
         from ct_operators.training import steps
 
-        return steps.train(self.settings(context), self.run_ids(context), self.prepared)
+        return steps.train(settings, ids, as_dict(self.prepared))
 
 
-class EvaluateModelOperator(CtOperator):
+class EvaluateModelOperator(TrainingStepOperator):
     template_fields: Sequence[str] = ("prepared", "trained")
 
     def __init__(self, *, prepared: Any, trained: Any, **kwargs: Any) -> None:
@@ -78,13 +106,13 @@ class EvaluateModelOperator(CtOperator):
         self.prepared = prepared
         self.trained = trained
 
-    def execute(self, context: Context) -> dict:
+    def run_step(self, settings: Settings, ids: RunIds) -> dict:
         from ct_operators.training import steps
 
-        return steps.evaluate(self.settings(context), self.run_ids(context), self.prepared, self.trained)
+        return steps.evaluate(settings, ids, as_dict(self.prepared), as_dict(self.trained))
 
 
-class ValidateModelOperator(CtOperator):
+class ValidateModelOperator(TrainingStepOperator):
     """Challenger vs champion on the same holdout; returns the decision and its reasons."""
 
     template_fields: Sequence[str] = ("prepared", "trained")
@@ -94,10 +122,10 @@ class ValidateModelOperator(CtOperator):
         self.prepared = prepared
         self.trained = trained
 
-    def execute(self, context: Context) -> dict:
+    def run_step(self, settings: Settings, ids: RunIds) -> dict:
         from ct_operators.training import steps
 
-        return steps.validate_model(self.settings(context), self.run_ids(context), self.prepared, self.trained)
+        return steps.validate_model(settings, ids, as_dict(self.prepared), as_dict(self.trained))
 
 
 class PromotionApprovalOperator(ApprovalOperator):
@@ -111,16 +139,16 @@ class PromotionApprovalOperator(ApprovalOperator):
         self.decision = decision
 
     def execute(self, context: Context) -> Any:
-        if not context["params"].get("require_approval") or not self.decision["promote"]:
+        decision = as_dict(self.decision)
+        if not context["params"].get("require_approval") or not decision["promote"]:
             self.log.info("approval not needed (require_approval=%s, promote=%s)",
-                          context["params"].get("require_approval"), self.decision["promote"])
+                          context["params"].get("require_approval"), decision["promote"])
             return {"approval": "not_required"}
-        self.body = (f"Model version {self.decision['model_version']} passed validation: "
-                     + "; ".join(self.decision["reasons"]))
+        self.body = f"Model version {decision['model_version']} passed validation: " + "; ".join(decision["reasons"])
         return super().execute(context)
 
 
-class PromoteModelOperator(CtOperator):
+class PromoteModelOperator(TrainingStepOperator):
     """Sets alias ``champion`` (old one kept as ``previous``) and the serving pointer, or records the rejection."""
 
     template_fields: Sequence[str] = ("decision",)
@@ -129,8 +157,7 @@ class PromoteModelOperator(CtOperator):
         super().__init__(**kwargs)
         self.decision = decision
 
-    def execute(self, context: Context) -> dict:
+    def run_step(self, settings: Settings, ids: RunIds) -> dict:
         from ct_operators.training import steps
 
-        settings = self.settings(context)
-        return steps.promote(settings, self.store(settings), self.run_ids(context), self.decision)
+        return steps.promote(settings, self.store(settings), ids, as_dict(self.decision))

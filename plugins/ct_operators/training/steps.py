@@ -5,6 +5,7 @@ logs to the one MLflow run of its DAG run and writes an audit event for its deci
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,26 @@ from ct_operators.training.validation import clean_frame, validate_frame
 REGISTERED_VERSION_TAG = "ct.registered_version"
 PROMOTED_AT_TAG = "ct.promoted_at"
 TRAINING_SAMPLE_ARTIFACT = "data/training_features.parquet"
+
+
+def output_path(settings: Settings, ids: RunIds, task_id: str) -> Path:
+    return run_folder(settings.staging_dir, ids.dag_id, ids.run_id) / f"{task_id}.json"
+
+
+def save_output(settings: Settings, ids: RunIds, task_id: str, result: dict) -> dict:
+    """Each step's result is also kept in the run folder, where a containerised step reads its inputs."""
+    path = output_path(settings, ids, task_id)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, default=str))
+    tmp.replace(path)
+    return result
+
+
+def load_output(settings: Settings, ids: RunIds, task_id: str) -> dict:
+    path = output_path(settings, ids, task_id)
+    if not path.exists():
+        raise FileNotFoundError(f"no output of task {task_id!r} at {path}; did it run for this DAG run?")
+    return json.loads(path.read_text())
 
 
 def _audit(settings: Settings, ids: RunIds, event: str, **fields: Any) -> dict:
