@@ -4,6 +4,8 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 import pandas as pd
 
@@ -57,10 +59,16 @@ def stage_frame(frame: pd.DataFrame, path: Path) -> str:
     return path.resolve().as_uri()
 
 
-def load_staged(uri: str) -> pd.DataFrame:
-    if not uri.startswith("file://"):
+def staged_path(uri: str) -> Path:
+    """The local path of a ``file://`` URI made by ``stage_frame`` (percent-decoded)."""
+    parts = urlsplit(uri)
+    if parts.scheme != "file":
         raise ValueError(f"staged data URI must be a file:// URI, got {uri!r}")
-    path = Path(uri[len("file://"):])
+    return Path(url2pathname(parts.path))
+
+
+def load_staged(uri: str) -> pd.DataFrame:
+    path = staged_path(uri)
     if not path.exists():
         raise FileNotFoundError(f"staged data {path} is missing; re-run the upstream task that wrote it")
     return pd.read_parquet(path)

@@ -16,7 +16,7 @@ from ct_operators.config import Settings
 from ct_operators.events import RunIds, emit, utcnow
 from ct_operators.store.base import FeatureStore
 from ct_operators.store.types import TimeWindow
-from ct_operators.training.data import extract_window, parse_window, load_staged, run_folder, stage_frame
+from ct_operators.training.data import extract_window, parse_window, load_staged, run_folder, stage_frame, staged_path
 from ct_operators.training.decide import Decision, Scores, decide_promotion
 from ct_operators.training.metrics import regression_scores
 from ct_operators.training.model import build_pipeline
@@ -89,7 +89,7 @@ def validate_data(settings: Settings, ids: RunIds, extracted: dict) -> dict:
            errors=[f.message for f in report.errors], warnings=[f.message for f in report.warnings])
     report.raise_for_errors()
     cleaned = clean_frame(frame, settings.features, settings.target)
-    uri = stage_frame(cleaned, Path(extracted["dataset_uri"][len("file://"):]).with_name("validated.parquet"))
+    uri = stage_frame(cleaned, staged_path(extracted["dataset_uri"]).with_name("validated.parquet"))
     return {"mlflow_run_id": extracted["mlflow_run_id"], "dataset_uri": uri, "rows": len(cleaned),
             "warnings": len(report.warnings)}
 
@@ -98,7 +98,7 @@ def prepare(settings: Settings, ids: RunIds, validated: dict) -> dict:
     import mlflow
 
     train, test = split_frame(load_staged(validated["dataset_uri"]), test_size=settings.test_size, seed=settings.seed)
-    folder = Path(validated["dataset_uri"][len("file://"):]).parent
+    folder = staged_path(validated["dataset_uri"]).parent
     out = {"mlflow_run_id": validated["mlflow_run_id"],
            "train_uri": stage_frame(train, folder / "train.parquet"),
            "test_uri": stage_frame(test, folder / "test.parquet"),

@@ -88,6 +88,11 @@ def validate_frame(frame: pd.DataFrame, features: Sequence[str], target: str, *,
             if outside:
                 add(Finding("error" if outliers_are_errors else "warning", "iqr_outliers", col,
                             f"{outside} value(s) of {col!r} outside [{q1 - iqr_factor * iqr:.4g}, {q3 + iqr_factor * iqr:.4g}]"))
+    if len(numeric) == len(required):
+        usable = int(pd.DataFrame(numeric).replace([np.inf, -np.inf], np.nan).dropna().shape[0])
+        if usable < min_rows and len(frame) >= min_rows:
+            add(Finding("error", "min_rows", None,
+                        f"{usable} usable row(s) after dropping missing values, at least {min_rows} needed"))
     if numeric and len(numeric) == len(required):
         dupes = int(frame.duplicated(subset=required).sum())
         if dupes:
