@@ -28,12 +28,21 @@ class CtOperator(BaseOperator):
         return RunIds(dag_id=self.dag_id, run_id=context["run_id"], task_id=self.task_id)
 
 
-def mark_training_failed(context: Any) -> None:
-    """Task failure callback: close the store's record of the training run so monitoring may trigger again."""
+def _finish_training_run(context: Any, status: str) -> None:
     from ct_operators.events import emit, utcnow
 
     settings = load_settings(dict(context["params"]))
     run_id = context["run_id"]
-    FeatureStoreHook(settings.feature_store_conn_id).get_conn().finish_training_run(run_id, "failed", utcnow())
+    FeatureStoreHook(settings.feature_store_conn_id).get_conn().finish_training_run(run_id, status, utcnow())
     emit("training_finished", settings.audit_log, dag_id=context["dag"].dag_id, airflow_run_id=run_id,
-         task_id=context["task_instance"].task_id, status="failed", error=str(context.get("exception")))
+         task_id=context["task_instance"].task_id, status=status, error=str(context.get("exception") or ""))
+
+
+def mark_training_failed(context: Any) -> None:
+    """Task failure callback: close the store's record of the training run so monitoring may trigger again."""
+    _finish_training_run(context, "failed")
+
+
+def mark_promotion_rejected(context: Any) -> None:
+    """Skip callback of promote_model (a reviewer rejected the promotion): the run is over."""
+    _finish_training_run(context, "rejected_by_reviewer")
