@@ -168,6 +168,21 @@ class AirflowApi:
         path = f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances"
         return {t["task_id"]: t["state"] for t in self._request("GET", path)["task_instances"]}
 
+    def wait_task(self, dag_id: str, run_id: str, task_id: str, states: set[str], timeout_s: float = 600.0) -> str:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            state = self.task_states(dag_id, run_id).get(task_id)
+            if state in states:
+                return state
+            time.sleep(2)
+        raise TimeoutError(f"{dag_id}.{task_id} in run {run_id} did not reach {sorted(states)} in {timeout_s:.0f}s")
+
+    def respond(self, dag_id: str, run_id: str, task_id: str, option: str) -> Any:
+        """Answer a human-in-the-loop task (e.g. "Approve" / "Reject"), as a reviewer does in the UI."""
+        path = (f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances/"
+                f"{task_id}/-1/hitlDetails")
+        return self._request("PATCH", path, {"chosen_options": [option]})
+
     def xcom(self, dag_id: str, run_id: str, task_id: str) -> Any:
         path = (f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances/"
                 f"{task_id}/xcomEntries/return_value?deserialize=true")
