@@ -5,14 +5,8 @@ VENV := $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
 
-export CT_DATA_DIR ?= $(CURDIR)/data
-export AIRFLOW_HOME ?= $(CT_DATA_DIR)/airflow
-export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
-export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
-export AIRFLOW__CORE__LOAD_EXAMPLES := False
-export AIRFLOW__CORE__EXECUTOR ?= LocalExecutor
-export AIRFLOW__CORE__PARALLELISM ?= 4
-export AIRFLOW_CONN_CT_FEATURE_STORE ?= {"conn_type": "sqlite", "host": "$(CT_DATA_DIR)/feature_store.db"}
+# Runtime state goes to CT_DATA_DIR (default ./data); `demo` and `up` derive Airflow's environment
+# from it (ct_operators/local_airflow.py), tests make their own temporary ones.
 export PYTHONPATH := $(CURDIR)/plugins:$(PYTHONPATH)
 
 .PHONY: venv test demo up down bench lock check clean
@@ -46,4 +40,4 @@ check: venv
 	$(PY) ../shared/tools/check_layers.py .
 
 clean:
-	rm -rf $(CT_DATA_DIR)
+	rm -rf $(or $(CT_DATA_DIR),$(CURDIR)/data)
