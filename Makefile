@@ -9,7 +9,7 @@ UV_VERSION := 0.13.9
 # from it (ct_operators/local_airflow.py), tests make their own temporary ones.
 export PYTHONPATH := $(CURDIR)/plugins:$(PYTHONPATH)
 
-.PHONY: venv test demo up down bench lock check clean
+.PHONY: venv test demo up bench lock check clean
 
 venv: $(VENV)/.installed
 

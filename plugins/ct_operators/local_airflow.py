@@ -25,8 +25,8 @@ BIN = Path(sys.executable).parent
 def airflow_environment(settings: Settings, port: int = 8080) -> dict[str, str]:
     """Environment for every Airflow process: all state under the data dir, our DAGs and plugins."""
     env = dict(os.environ)
-    env.setdefault("AIRFLOW_HOME", str(settings.data_dir / "airflow"))
     env.update({
+        "AIRFLOW_HOME": str(settings.data_dir / "airflow"),
         "CT_DATA_DIR": str(settings.data_dir),
         "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
