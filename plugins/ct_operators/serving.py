@@ -7,6 +7,7 @@ import json
 import shutil
 import tempfile
 import time
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -63,13 +64,31 @@ class ModelCache:
             mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(tmp))
             digests = {p.relative_to(tmp).as_posix(): _sha256(p) for p in tmp.rglob("*") if p.is_file()}
             (tmp / MANIFEST).write_text(json.dumps({"run_id": run_id, "files": digests}, indent=1, sort_keys=True))
-            if folder.exists():
-                shutil.rmtree(folder)
-            tmp.rename(folder)
+            self._install(tmp, folder, name, version)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
         return folder
+
+    def _install(self, tmp: Path, folder: Path, name: str, version: str, attempts: int = 5) -> None:
+        """Rename ``tmp`` into place. A valid copy that another process installed meanwhile is kept (it may
+        be loading from it); an invalid one is first renamed aside, so no reader sees a half-deleted folder."""
+        for _ in range(attempts):
+            if self.is_valid(name, version):
+                return
+            if folder.exists():
+                trash = folder.parent / f".{version}-old-{uuid.uuid4().hex}"
+                try:
+                    folder.rename(trash)
+                except FileNotFoundError:  # moved aside by another process
+                    pass
+                shutil.rmtree(trash, ignore_errors=True)
+            try:
+                tmp.rename(folder)
+                return
+            except OSError:  # another process installed its copy in between: check it on the next pass
+                continue
+        raise RuntimeError(f"could not install model {name} v{version} into the cache at {folder}")
 
     def load(self, name: str, version: str, lookup_run_id: Callable[[], str]) -> tuple[Any, str]:
         """The loaded model and where it came from: 'memory', 'cache' or 'mlflow' (refilled)."""

@@ -368,3 +368,50 @@ def test_new_champion_is_loaded_when_the_pointer_changes(s: Settings, store: Sql
     assert service.score_unscored().written == 0
     assert store.count_predictions() == 6  # each version scored each sample once
     assert registry.version_by_alias(client, name, settings.previous_alias).version == first.version
+
+
+# -- concurrent cache fills (several workers or a worker and the CLI start on a cold cache) -------
+
+def test_fill_keeps_a_valid_copy_installed_meanwhile(s: Settings, store: SqliteFeatureStore, v1) -> None:
+    cache = ModelCache(s.model_cache_dir)
+    folder = cache.fill(MODEL, "1", v1.run_id)
+    inode = folder.stat().st_ino
+    cache.fill(MODEL, "1", v1.run_id)  # a second process finishing its download later
+    assert folder.stat().st_ino == inode, "a valid cached copy (possibly being loaded) was replaced"
+    assert cache.is_valid(MODEL, "1")
+    assert [p.name for p in folder.parent.iterdir()] == ["1"]  # no temp or trash folders left behind
+
+
+def test_fill_replaces_an_invalid_copy_without_leftovers(s: Settings, v1) -> None:
+    cache = ModelCache(s.model_cache_dir)
+    folder = cache.fill(MODEL, "1", v1.run_id)
+    (folder / "MLmodel").write_text("garbage")
+    assert not cache.is_valid(MODEL, "1")
+    cache.fill(MODEL, "1", v1.run_id)
+    assert cache.is_valid(MODEL, "1")
+    assert [p.name for p in folder.parent.iterdir()] == ["1"]
+
+
+def test_concurrent_cold_loads_all_succeed(s: Settings, store: SqliteFeatureStore) -> None:
+    import threading
+
+    outcomes: list[str] = []
+    for _ in range(3):
+        shutil.rmtree(s.model_cache_dir, ignore_errors=True)
+        barrier = threading.Barrier(6)
+
+        def load() -> None:
+            barrier.wait()
+            try:
+                _, ref, _ = PredictionService(s, store, cache=ModelCache(s.model_cache_dir)).load_champion()
+                outcomes.append(f"ok v{ref.version}")
+            except Exception as exc:  # collected: the assertion below shows every failure
+                outcomes.append(f"{type(exc).__name__}: {exc}")
+
+        threads = [threading.Thread(target=load) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert outcomes == ["ok v1"] * 18, [o for o in outcomes if o != "ok v1"]
+    assert ModelCache(s.model_cache_dir).is_valid(MODEL, "1")
