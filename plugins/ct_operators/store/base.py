@@ -149,8 +149,9 @@ class FeatureStore:
     # -- predictions -------------------------------------------------------------------
     def insert_predictions(self, predictions: Sequence[Prediction]) -> int:
         """Write a batch in one transaction; rows already scored by the same model version are ignored."""
+        stamp = _TimestampMemo()  # a batch shares one predicted_at: format it once, not once per row
         rows = [(int(p.sample_id), float(p.predicted), p.model_name, str(p.model_version), p.mlflow_run_id,
-                 float(p.inference_ms), to_db_ts(p.predicted_at)) for p in predictions]
+                 float(p.inference_ms), stamp(p.predicted_at)) for p in predictions]
         if not rows:
             return 0
         with self.transaction() as cur:
@@ -210,6 +211,22 @@ class FeatureStore:
             start, end = window.bounds()
             cur.execute(self.sql["insert_retrain_trigger"], (to_db_ts(now), reason, start, end, monitoring_run_id))
         return None
+
+
+class _TimestampMemo:
+    """``to_db_ts`` remembered per value: same text, same errors, each distinct timestamp formatted once."""
+
+    def __init__(self) -> None:
+        self._texts: dict[Any, str] = {}
+
+    def __call__(self, value: Any) -> str:
+        try:
+            return self._texts[value]
+        except KeyError:
+            text = self._texts[value] = to_db_ts(value)
+            return text
+        except TypeError:  # unhashable: let to_db_ts report it
+            return to_db_ts(value)
 
 
 def samples_frame(rows: Sequence[tuple]) -> pd.DataFrame:
