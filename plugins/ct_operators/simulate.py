@@ -35,8 +35,11 @@ class DriftSpec:
             raise ValueError(f"drift field 'noise' must not be negative, got {self.noise}")
         if self.x_min >= self.x_max:
             raise ValueError(f"drift field 'x_min' ({self.x_min}) must be below 'x_max' ({self.x_max})")
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
-            raise ValueError(f"drift field 'seed' must be an integer or empty, got {self.seed!r}")
+        if not np.isfinite(float(self.x_max) - float(self.x_min)):
+            raise ValueError(f"drift fields 'x_min'..'x_max' span a range too wide to draw from "
+                             f"({self.x_min}..{self.x_max})")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0):
+            raise ValueError(f"drift field 'seed' must be a non-negative integer or empty, got {self.seed!r}")
         if not isinstance(self.label, str) or len(self.label) > 100:
             raise ValueError("drift field 'label' must be text of at most 100 characters")
 

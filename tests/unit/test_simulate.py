@@ -41,6 +41,8 @@ NOW = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
     ({"x_max": "125"}, "x_max"),
     ({"seed": 1.5}, "seed"),
     ({"seed": False}, "seed"),
+    ({"seed": -1}, "seed"),  # numpy would refuse it later without naming the field
+    ({"x_min": -1e308, "x_max": 1e308}, "x_min"),  # the range overflows to inf
     ({"label": "x" * 101}, "label"),
     ({"label": 5}, "label"),
 ])
@@ -166,6 +168,7 @@ def test_cli_simulate_inserts_points(cli_store, tmp_path: Path) -> None:
     (["--noise", "-2"], "noise"),
     (["--x-min", "5", "--x-max", "1"], "x_min"),
     (["--slope", "nan"], "slope"),
+    (["--seed", "-3"], "seed"),
 ])
 def test_cli_simulate_bad_value_exits_2_naming_the_field(cli_store, args: list[str], field_name: str) -> None:
     store, env = cli_store
