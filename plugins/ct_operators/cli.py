@@ -133,4 +133,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:  # a state the message explains (no champion yet, store unusable): no traceback
+        from ct_operators.serving import NoChampionError
+        from ct_operators.store.base import FeatureStoreError
+
+        if not isinstance(exc, (NoChampionError, FeatureStoreError)):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0

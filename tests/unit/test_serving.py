@@ -415,3 +415,59 @@ def test_concurrent_cold_loads_all_succeed(s: Settings, store: SqliteFeatureStor
             t.join()
     assert outcomes == ["ok v1"] * 18, [o for o in outcomes if o != "ok v1"]
     assert ModelCache(s.model_cache_dir).is_valid(MODEL, "1")
+
+
+# -- the CLI --------------------------------------------------------------------------------
+
+def _cli(s: Settings, store: SqliteFeatureStore, *args: str):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from ct_operators.config import PROJECT_ROOT
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "CT_", "MLFLOW_"))}
+    env.update({"CT_DATA_DIR": str(s.data_dir), "CT_MLFLOW_TRACKING_URI": s.tracking_uri,
+                "CT_REGISTERED_MODEL_NAME": s.registered_model_name,
+                "AIRFLOW_CONN_CT_FEATURE_STORE": json.dumps({"conn_type": "sqlite", "host": str(store.path)}),
+                "PYTHONPATH": str(PROJECT_ROOT / "plugins")})
+    return subprocess.run([sys.executable, "-m", "ct_operators", "predict", *args], env=env, cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_predict_scores_unscored_then_ids(s: Settings, store: SqliteFeatureStore) -> None:
+    import json
+
+    ids = add(store, [1.0, 2.0, 3.0])
+    proc = _cli(s, store)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout)
+    assert (out["written"], out["model_version"]) == (3, "1")
+    assert store.count_predictions() == 3
+    proc = _cli(s, store, "--ids", str(ids[0]))
+    assert proc.returncode == 0 and json.loads(proc.stdout)["written"] == 0  # already scored
+
+
+def test_cli_predict_without_champion_explains_and_exits_1(s: Settings, tmp_path: Path) -> None:
+    store = SqliteFeatureStore(tmp_path / "empty.db")
+    store.init_schema()
+    add(store, [1.0])
+    proc = _cli(dataclasses.replace(s, registered_model_name="never_registered"), store)
+    assert proc.returncode == 1, (proc.stdout, proc.stderr[-3000:])
+    assert "error: no champion for model 'never_registered': run ct_training first" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert store.count_predictions() == 0
+
+
+def test_cli_predict_naive_window_is_utc_and_bad_window_exits_2(s: Settings, store: SqliteFeatureStore) -> None:
+    import json
+
+    add(store, [1.0], datetime(2026, 2, 1, 1, 30, tzinfo=timezone.utc))
+    add(store, [2.0], datetime(2026, 2, 1, 3, 30, tzinfo=timezone.utc))
+    proc = _cli(s, store, "--start", "2026-02-01T01:00:00", "--end", "2026-02-01T02:00:00")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout)["written"] == 1
+    proc = _cli(s, store, "--start", "2026-02-02", "--end", "2026-02-01")
+    assert proc.returncode == 2 and "not before its end" in proc.stderr
+    assert store.count_predictions() == 1
