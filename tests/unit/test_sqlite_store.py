@@ -294,10 +294,8 @@ def test_failed_transaction_rolls_back(sqlite_store: SqliteFeatureStore) -> None
     assert sqlite_store.count_samples() == 0
 
 
-@pytest.mark.xfail(strict=True, reason="product bug: upsert_training_run.sql keeps the old started_at when a DAG "
-                                       "run is cleared and re-run, so the re-run looks older than the lease and "
-                                       "monitoring may trigger a second, concurrent retraining")
 def test_rerun_of_a_training_run_renews_its_lease(sqlite_store: SqliteFeatureStore) -> None:
+    """Regression: a cleared and re-run DAG run kept its old started_at and so fell outside the lease."""
     sqlite_store.start_training_run("manual__1", T0 - timedelta(hours=3))
     sqlite_store.finish_training_run("manual__1", "failed", T0 - timedelta(hours=3))
     sqlite_store.start_training_run("manual__1", T0 - timedelta(minutes=1))  # cleared and running again

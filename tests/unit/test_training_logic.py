@@ -11,7 +11,7 @@ from sklearn.pipeline import Pipeline
 
 from ct_operators.store.types import TimeWindow
 from ct_operators.training.data import (
-    EmptyWindowError, extract_window, load_staged, parse_window, run_folder, stage_frame,
+    EmptyWindowError, extract_window, load_staged, parse_window, run_folder, stage_frame, staged_path,
 )
 from ct_operators.training.decide import Decision, Scores, decide_promotion
 from ct_operators.training.metrics import regression_scores
@@ -259,6 +259,8 @@ def test_stage_and_load_round_trip(tmp_path: Path) -> None:
 def test_load_staged_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="file://"):
         load_staged(str(tmp_path / "x.parquet"))
+    with pytest.raises(ValueError, match="file://"):
+        load_staged("s3://bucket/x.parquet")
     with pytest.raises(FileNotFoundError, match="re-run the upstream task"):
         load_staged((tmp_path / "missing.parquet").as_uri())
 
@@ -273,22 +275,25 @@ def test_extract_window(sqlite_store) -> None:
         extract_window(sqlite_store, TimeWindow(t0 + timedelta(days=1)))
 
 
-@pytest.mark.xfail(strict=True, raises=FileNotFoundError,
-                   reason="product bug: stage_frame returns a percent-encoded file URI (Path.as_uri) but "
-                          "load_staged and steps.validate_data/prepare strip 'file://' without decoding it, "
-                          "so a data_dir with a space (or %, +, non-ASCII) breaks every run")
-def test_stage_and_load_under_a_folder_with_a_space(tmp_path: Path) -> None:
-    uri = stage_frame(frame(3), tmp_path / "my data" / "extracted.parquet")
+@pytest.mark.parametrize("folder", ["my data", "100%", "a+b", "daten-ü"])
+def test_stage_and_load_under_folders_needing_escapes(tmp_path: Path, folder: str) -> None:
+    """Regression: the staged file:// URI is percent-encoded and must be decoded when read back."""
+    target = tmp_path / folder / "extracted.parquet"
+    uri = stage_frame(frame(3), target)
+    assert staged_path(uri) == target.resolve()
     pd.testing.assert_frame_equal(load_staged(uri), frame(3))
 
 
-@pytest.mark.xfail(strict=True, reason="product bug: with the default min_rows=10 a test_size below 0.15 leaves a "
-                                       "1-row holdout; the run then registers a model and fails in evaluate_model "
-                                       "('need at least 2 labelled points') instead of failing early")
-def test_split_never_leaves_a_holdout_too_small_to_score() -> None:
-    try:
-        train, test = split_frame(frame(10), test_size=0.1, seed=42)
-    except ValueError:
-        return  # refusing early is fine
-    assert len(test) >= 2
+@pytest.mark.parametrize("n, test_size", [(10, 0.1), (10, 0.01), (10, 0.95), (4, 0.5), (100, 0.001)])
+def test_split_never_leaves_a_part_too_small_to_score(n: int, test_size: float) -> None:
+    """Regression: min_rows=10 with test_size < 0.15 left a 1-row holdout that evaluate could not score."""
+    train, test = split_frame(frame(n), test_size=test_size, seed=42)
+    assert len(train) >= 2 and len(test) >= 2
+    assert len(train) + len(test) == n
     regression_scores(test["y"], test["y"])
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_split_refuses_fewer_than_four_rows(n: int) -> None:
+    with pytest.raises(ValueError, match=f"cannot split {n} row"):
+        split_frame(frame(n), test_size=0.5, seed=1)

@@ -177,11 +177,14 @@ def test_report_dict_is_json_ready() -> None:
     assert data["warnings"] == 1 and data["findings"][0]["check"] == "iqr_outliers"
 
 
-@pytest.mark.xfail(strict=True, reason="product bug: min_rows counts rows before clean_frame drops the rows with "
-                                       "allowed missing values, so fewer than min_rows rows reach training")
 def test_min_rows_counts_usable_rows() -> None:
+    """Regression: min_rows counted rows before the allowed missing values were dropped."""
     frame = good_frame(12)
     frame.loc[[1, 2, 3], "y"] = math.nan  # 9 usable rows, 25% missing (allowed below)
     report = validate(frame, min_rows=10, max_missing_fraction=0.3)
     assert len(clean_frame(frame, FEATURES, "y")) == 9
     assert ("min_rows", None) in checks(report, "error")
+    with pytest.raises(DataValidationError, match="9 usable row"):
+        report.raise_for_errors()
+    # enough usable rows left: only the warning remains
+    assert validate(frame, min_rows=9, max_missing_fraction=0.3).errors == []
