@@ -36,11 +36,14 @@ def _reset_peak_rss() -> bool:
 
 
 # -- memory ------------------------------------------------------------------------------------
-def memory(data_dir: str, store_path: str, batch_size: str, mode: str, trace: str) -> None:
-    """Peak memory of scoring every unscored sample (``score``) or of holding the table as one DataFrame."""
+def memory(data_dir: str, store_path: str, batch_size: str, mode: str) -> None:
+    """Peak memory of scoring every unscored sample (``score``) or of holding the table as one DataFrame
+    (``dataframe``). Run twice in this process: first peak RSS (VmHWM reset after start-up), then, on
+    the same rows again, the tracemalloc peak (Python allocations only; tracemalloc's own bookkeeping
+    would inflate RSS, hence two runs)."""
     import tracemalloc
 
-    from bench.common import scrub_environ, settings_for
+    from bench.common import execute_sql, scrub_environ, settings_for
     from ct_operators.serving import PredictionService
     from ct_operators.store.sqlite import SqliteFeatureStore
 
@@ -49,32 +52,36 @@ def memory(data_dir: str, store_path: str, batch_size: str, mode: str, trace: st
     store = SqliteFeatureStore(Path(store_path))
     service = PredictionService(settings, store)
     service.load_champion()  # imports and the model in memory first: both modes start from the same state
-    import pandas  # noqa: F401  (already loaded by the service; explicit for the DataFrame mode)
 
+    def work() -> tuple[int, float | None]:
+        if mode == "score":
+            summary = service.score_unscored(batch_size=int(batch_size))
+            return summary.scored, None
+        if mode == "dataframe":
+            frame = store.fetch_samples()
+            return len(frame), float(frame.memory_usage(deep=True).sum()) / 2**20
+        raise SystemExit(f"unknown memory mode {mode!r}")
+
+    execute_sql(store, "DELETE FROM predictions")
     gc.collect()
     rss_before = _status_kb("VmRSS")
     reset = _reset_peak_rss()
-    if trace == "1":
-        tracemalloc.start()
     started = time.perf_counter()
-    frame_bytes = None
-    if mode == "score":
-        summary = service.score_unscored(batch_size=int(batch_size))
-        rows = summary.scored
-    elif mode == "dataframe":
-        frame = store.fetch_samples()
-        rows = len(frame)
-        frame_bytes = int(frame.memory_usage(deep=True).sum())
-    else:
-        raise SystemExit(f"unknown memory mode {mode!r}")
+    rows, frame_mb = work()
     seconds = time.perf_counter() - started
-    traced_peak = tracemalloc.get_traced_memory()[1] if trace == "1" else None
     rss_peak = _status_kb("VmHWM")
+
+    execute_sql(store, "DELETE FROM predictions")
+    gc.collect()
+    tracemalloc.start()
+    work()
+    traced_peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    execute_sql(store, "DELETE FROM predictions")
     _emit({"mode": mode, "rows": rows, "seconds": seconds, "batch_size": int(batch_size),
            "rss_before_kb": rss_before, "rss_peak_kb": rss_peak, "peak_reset": reset,
            "rss_delta_mb": ((rss_peak - rss_before) / 1024.0) if reset and rss_peak and rss_before else None,
-           "traced_peak_mb": traced_peak / 2**20 if traced_peak is not None else None,
-           "frame_mb": frame_bytes / 2**20 if frame_bytes is not None else None})
+           "traced_peak_mb": traced_peak / 2**20, "frame_mb": frame_mb})
 
 
 # -- ct_training steps -------------------------------------------------------------------------

@@ -17,6 +17,10 @@ PLUGINS = REPO / "plugins"
 DAGS = REPO / "dags"
 SEED_CSV = REPO / "include" / "data" / "point_samples.csv"
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+# Children compile bytecode into a private cache under the run's temp dir (this venv ships without .pyc and
+# the environment sets PYTHONDONTWRITEBYTECODE, so every fresh process would otherwise recompile Airflow,
+# MLflow, ... from source: ~10 s for ``import airflow.sdk`` alone). Set by ``bench.__main__``.
+PYCACHE: dict[str, Path] = {}
 
 
 @dataclass(frozen=True)
@@ -35,13 +39,14 @@ class Sizes:
     training_repeats: int
     parse_repeats: int
     load_repeats: int
+    warmup: bool = True               # unmeasured warm-up runs that compile bytecode (skipped at tiny)
 
 
 SIZES = {
     "tiny": Sizes("tiny", scoring=(2_000, 10_000), scoring_repeats=1, naive_rows=300, batch_size=1_000,
                   batch_sweep=(100, 1_000), sweep_rows=2_000, monitoring_window=500,
                   monitoring_totals=(500, 5_000), monitoring_repeats=3, training_rows=60, training_repeats=1,
-                  parse_repeats=1, load_repeats=2),
+                  parse_repeats=1, load_repeats=2, warmup=False),
     "small": Sizes("small", scoring=(10_000, 100_000), scoring_repeats=3, naive_rows=2_000, batch_size=10_000,
                    batch_sweep=(1_000, 10_000, 100_000), sweep_rows=100_000, monitoring_window=10_000,
                    monitoring_totals=(10_000, 100_000), monitoring_repeats=5, training_rows=500,
@@ -49,7 +54,7 @@ SIZES = {
     "full": Sizes("full", scoring=(100_000, 1_000_000), scoring_repeats=3, naive_rows=10_000, batch_size=10_000,
                   batch_sweep=(1_000, 10_000, 100_000), sweep_rows=100_000, monitoring_window=10_000,
                   monitoring_totals=(10_000, 100_000, 1_000_000), monitoring_repeats=7, training_rows=500,
-                  training_repeats=3, parse_repeats=5, load_repeats=7),
+                  training_repeats=1, parse_repeats=3, load_repeats=7),
 }
 
 
@@ -79,6 +84,9 @@ def scrub_environ() -> None:
 def child_env(data_dir: Path) -> dict[str, str]:
     """Environment of a benchmark subprocess: everything under ``data_dir``, nothing of the repo's data/."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "CT_"))}
+    if "dir" in PYCACHE:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(PYCACHE["dir"])
     env.update({
         "PYTHONPATH": os.pathsep.join([str(PLUGINS), str(REPO)]),
         "CT_DATA_DIR": str(data_dir),
@@ -88,7 +96,6 @@ def child_env(data_dir: Path) -> dict[str, str]:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         "GIT_PYTHON_REFRESH": "quiet",
-        "PYTHONDONTWRITEBYTECODE": "1",
     })
     return env
 
