@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG, Param
 
 from ct_operators.config import load_settings
-from ct_operators.operators.base import mark_promotion_rejected, mark_training_failed
+from ct_operators.operators.base import mark_training_failed
 from ct_operators.operators.training import (
     EvaluateModelOperator, ExtractDataOperator, PrepareDataOperator, PromoteModelOperator,
     PromotionApprovalOperator, TrainModelOperator, ValidateDataOperator, ValidateModelOperator,
@@ -75,7 +75,6 @@ with DAG(
     validate_model = ValidateModelOperator(task_id="validate_model", prepared=prepare.output, trained=train.output)
     approve = PromotionApprovalOperator(task_id="approve_promotion", decision=validate_model.output,
                                         response_timeout=timedelta(days=2))
-    promote = PromoteModelOperator(task_id="promote_model", decision=validate_model.output,
-                                   on_skipped_callback=mark_promotion_rejected)
+    promote = PromoteModelOperator(task_id="promote_model", decision=validate_model.output)
 
     extract >> validate >> prepare >> train >> evaluate >> validate_model >> approve >> promote

@@ -4,6 +4,7 @@ Talks to Airflow only through its CLI and REST API (no Airflow import), so it wo
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -52,13 +53,31 @@ class AirflowProcess:
     base_url: str
     env: dict[str, str]
 
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """SIGTERM the whole process group (standalone and the scheduler, API server... it spawned),
+        wait until every member is gone, SIGKILL what is left after ``timeout_s``."""
+        pgid = self.process.pid
+        _signal_group(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while _group_alive(pgid) and time.monotonic() < deadline:
+            self.process.poll()  # reap the leader so it does not linger as a zombie
+            time.sleep(0.5)
+        if _group_alive(pgid):
+            _signal_group(pgid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # the group is already gone: nothing to stop
+        os.killpg(pgid, sig)
 
 
 def migrate(env: dict[str, str]) -> None:

@@ -28,7 +28,8 @@ class CtOperator(BaseOperator):
         return RunIds(dag_id=self.dag_id, run_id=context["run_id"], task_id=self.task_id)
 
 
-def _finish_training_run(context: Any, status: str) -> None:
+def finish_training_run(context: Any, status: str) -> None:
+    """Close the store's record of this training run (monitoring's active-run guard reads it)."""
     from ct_operators.events import emit, utcnow
 
     settings = load_settings(dict(context["params"]))
@@ -40,9 +41,4 @@ def _finish_training_run(context: Any, status: str) -> None:
 
 def mark_training_failed(context: Any) -> None:
     """Task failure callback: close the store's record of the training run so monitoring may trigger again."""
-    _finish_training_run(context, "failed")
-
-
-def mark_promotion_rejected(context: Any) -> None:
-    """Skip callback of promote_model (a reviewer rejected the promotion): the run is over."""
-    _finish_training_run(context, "rejected_by_reviewer")
+    finish_training_run(context, "failed")

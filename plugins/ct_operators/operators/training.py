@@ -8,9 +8,9 @@ from typing import Any, Sequence
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Context
 
-from ct_operators.config import Settings
+from ct_operators.config import Settings, load_settings
 from ct_operators.events import RunIds
-from ct_operators.operators.base import CtOperator
+from ct_operators.operators.base import CtOperator, finish_training_run
 
 
 def as_dict(value: Any) -> dict:
@@ -146,6 +146,19 @@ class PromotionApprovalOperator(ApprovalOperator):
             return {"approval": "not_required"}
         self.body = f"Model version {decision['model_version']} passed validation: " + "; ".join(decision["reasons"])
         return super().execute(context)
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+        """After the reviewer answered: on Reject, promote_model is skipped, so record it here."""
+        result = super().execute_complete(context, event)
+        if result["chosen_options"][0] == self.REJECT:
+            from ct_operators.events import emit
+
+            settings = load_settings(dict(context["params"]))
+            emit("rejected", settings.audit_log, **RunIds(self.dag_id, context["run_id"], self.task_id).fields(),
+                 model_version=as_dict(self.decision)["model_version"], reasons=["rejected by reviewer"],
+                 reviewer=str(result.get("responded_by_user")))
+            finish_training_run(context, "rejected_by_reviewer")
+        return result
 
 
 class PromoteModelOperator(TrainingStepOperator):
