@@ -167,6 +167,9 @@ class PredictionService:
 
     def score_unscored(self, batch_size: int | None = None, max_rows: int | None = None) -> ScoringSummary:
         """Score every sample the champion has not scored yet, batch by batch (keyset pagination)."""
+        for name, value in (("batch_size", batch_size), ("max_rows", max_rows)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
         model, ref, source = self.load_champion()
         batches = self._unscored_batches(ref, batch_size or self.settings.prediction_batch_size, max_rows)
         return self._score_batches(model, ref, source, batches)
