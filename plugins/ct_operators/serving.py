@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 import tempfile
 import time
@@ -22,6 +23,7 @@ from ct_operators.store.base import FeatureStore
 from ct_operators.store.types import Prediction, TimeWindow
 
 MANIFEST = "ct_manifest.json"
+logger = logging.getLogger("ct_pipeline.serving")
 
 
 class NoChampionError(RuntimeError):
@@ -140,17 +142,27 @@ class PredictionService:
         self.audit_fields = audit_fields or {}
 
     def champion(self) -> registry.ModelRef:
-        """Fast path: the store's serving pointer; repaired from the registry alias when they disagree."""
+        """The store's serving pointer, reconciled with the registry alias ``champion`` (the source of
+        truth): repaired when they disagree, e.g. after a promotion killed between alias and pointer.
+        When the registry cannot be reached, the pointer alone is used so a cached champion keeps serving."""
         pointer = self.store.get_serving_pointer()
-        if pointer is None:
+        if pointer is not None:
+            registry.parse_pointer(pointer)  # a malformed pointer is refused, never silently replaced
+        try:
             client = registry.connect(self.settings)
-            pointer, repaired = registry.sync_serving_pointer(client, self.settings, self.store)
+            synced, repaired = registry.sync_serving_pointer(client, self.settings, self.store)
+        except Exception as exc:  # MLflow down or unreachable: any client error
             if pointer is None:
-                raise NoChampionError(
-                    f"no champion for model {self.settings.registered_model_name!r}: run ct_training first")
-            if repaired:
-                emit("pointer_repaired", self.settings.audit_log, serving_pointer=pointer)
-        name, version = registry.parse_pointer(pointer)
+                raise
+            logger.warning("cannot check the serving pointer %s against the registry alias (%s: %s); "
+                           "serving the pointer's version", pointer, type(exc).__name__, str(exc)[:300])
+            synced, repaired = pointer, False
+        if synced is None:
+            raise NoChampionError(
+                f"no champion for model {self.settings.registered_model_name!r}: run ct_training first")
+        if repaired:
+            emit("pointer_repaired", self.settings.audit_log, serving_pointer=synced, previous_pointer=pointer)
+        name, version = registry.parse_pointer(synced)
         return registry.ModelRef(name=name, version=version, run_id="")
 
     def load_champion(self) -> tuple[Any, registry.ModelRef, str]:
