@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import unquote, urlsplit
 
-from ct_operators.config import Settings
+from ct_operators.config import ConfigError, Settings
 from ct_operators.store.base import FeatureStore, FeatureStoreError
 
 
@@ -65,5 +65,10 @@ def store_from_environment(settings: Settings, environ: Mapping[str, str] | None
     env = os.environ if environ is None else environ
     var = f"AIRFLOW_CONN_{settings.feature_store_conn_id.upper()}"
     if var in env:
-        return open_store(parse_connection(env[var]))
+        try:
+            conn = parse_connection(env[var])
+        except ValueError as exc:  # malformed JSON or URI: name the variable, never echo its value
+            raise ConfigError(f"environment variable {var} is not a valid connection (JSON or URI): "
+                              f"{type(exc).__name__} at {getattr(exc, 'pos', '?')}") from None
+        return open_store(conn)
     return open_store(StoreConnection(conn_type="sqlite", host=str(settings.sqlite_path)))
