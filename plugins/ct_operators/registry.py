@@ -46,14 +46,29 @@ def ensure_experiment(client: MlflowClient, settings: Settings, name: str) -> st
 def find_or_create_run(client: MlflowClient, experiment_id: str, *, dag_id: str, airflow_run_id: str,
                        run_name: str) -> str:
     """One MLflow run per Airflow DAG run: a retried task finds the run it created before."""
-    escaped = airflow_run_id.replace("\\", "\\\\").replace("'", "\\'")
-    existing = client.search_runs([experiment_id], filter_string=f"tags.`airflow.run_id` = '{escaped}'",
-                                  max_results=1)
+    literal = filter_literal(airflow_run_id)
+    if literal is not None:
+        existing = client.search_runs([experiment_id], filter_string=f"tags.`airflow.run_id` = {literal}",
+                                      max_results=1)
+    else:  # holds both quote characters: no MLflow filter literal can express it, compare in Python
+        existing = [r for r in client.search_runs([experiment_id], max_results=50_000)
+                    if r.data.tags.get("airflow.run_id") == airflow_run_id][:1]
     if existing:
         return existing[0].info.run_id
     run = client.create_run(experiment_id, run_name=run_name,
                             tags={"airflow.dag_id": dag_id, "airflow.run_id": airflow_run_id})
     return run.info.run_id
+
+
+def filter_literal(value: str) -> str | None:
+    """``value`` as an MLflow search-filter string literal. The filter grammar has no escape character
+    (a backslash is literal), so the value is quoted with a quote character it does not contain;
+    None when it contains both."""
+    if "'" not in value:
+        return f"'{value}'"
+    if '"' not in value:
+        return f'"{value}"'
+    return None
 
 
 def is_not_found(exc: MlflowException) -> bool:
