@@ -5,7 +5,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from ct_operators.store.base import FeatureStore
+from ct_operators.store.base import FeatureStore, FeatureStoreError
 
 BUSY_TIMEOUT_S = 30.0
 
@@ -26,7 +26,14 @@ class SqliteFeatureStore(FeatureStore):
         return conn
 
     def begin_write(self, cursor: Any) -> None:
-        cursor.execute("BEGIN IMMEDIATE")
+        try:
+            cursor.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            raise FeatureStoreError(
+                f"feature store {self.path} is locked by another writer: gave up after the busy timeout of "
+                f"{self.busy_timeout_s:g} s ({exc}); nothing was written, retry later") from exc
 
     def __repr__(self) -> str:
         return f"SqliteFeatureStore({str(self.path)!r})"
