@@ -11,6 +11,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -74,7 +75,7 @@ class AirflowSandbox:
         return DagRunResult(log=log, **data)
 
     def sql(self, query: str, params: tuple = ()) -> list[tuple]:
-        with sqlite3.connect(self.store_path) as conn:
+        with closing(sqlite3.connect(self.store_path)) as conn:
             return conn.execute(query, params).fetchall()
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from contextlib import closing
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from pathlib import Path
@@ -57,7 +58,7 @@ class Scenarios:
         self.worse  # noqa: B018
         rows = [(float(i), None, "no-target", (BAD_WINDOW_START + timedelta(minutes=i)).strftime("%Y-%m-%d %H:%M:%S.%f"))
                 for i in range(3)]
-        with sqlite3.connect(self.sandbox.store_path) as conn:
+        with closing(sqlite3.connect(self.sandbox.store_path)) as conn, conn:
             conn.executemany("INSERT INTO point_samples (x, y, label, event_ts) VALUES (?, ?, ?, ?)", rows)
         return self.sandbox.run_dag("ct_training", {
             "window_start": BAD_WINDOW_START.isoformat().replace("+00:00", "Z"),
