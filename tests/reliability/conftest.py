@@ -5,7 +5,7 @@ from typing import Iterator
 
 import pytest
 
-from reliability_support import MlflowServer
+from reliability_support import Champion, MlflowServer
 
 
 @pytest.fixture(autouse=True)
@@ -26,3 +26,11 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowSe
         server.stop()
 
 
+
+
+@pytest.fixture(scope="session")
+def champ(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory) -> Champion:
+    """v1 trained and promoted through the server (champion + serving pointer), v2 trained, not promoted."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")  # the set-up itself may meet a busy server
+        return Champion(mlflow_server, tmp_path_factory.mktemp("server_champion"))

@@ -27,6 +27,7 @@ from typing import Any, Iterator
 
 import pytest
 
+from ct_operators import registry
 from ct_operators.config import PROJECT_ROOT, Settings, load_settings
 
 SEED_CSV = PROJECT_ROOT / "include" / "data" / "point_samples.csv"
@@ -191,3 +192,37 @@ def make_traced_store(path: Path):
     store.init_schema()
     store.statements.clear()
     return store
+
+
+class Champion:
+    """A model trained through the MLflow server by the real steps.
+
+    v1 is promoted (alias ``champion`` and the serving pointer of ``store``); v2 is trained, not promoted.
+    """
+
+    def __init__(self, server, root: Path) -> None:
+        self.server = server
+        self.settings = server_settings(server, root / "data", "ct_reliability_model")
+        self.store = new_store(self.settings.sqlite_path)
+        first = train_and_promote(self.settings, self.store, "manual__v1")
+        assert first["promoted"]["promoted"] and first["promoted"]["model_version"] == "1", first["promoted"]
+        self.second = train_steps(self.settings, self.store, "manual__v2")
+        assert self.second["trained"]["model_version"] == "2"
+
+    def client(self):
+        return registry.connect(self.settings)
+
+    def alias(self, alias: str | None = None) -> str | None:
+        ref = registry.version_by_alias(self.client(), self.settings.registered_model_name,
+                                        alias or self.settings.champion_alias)
+        return ref.version if ref else None
+
+    def pointer(self) -> str | None:
+        return self.store.get_serving_pointer()
+
+    def uri(self, version: str) -> str:
+        return f"models:/{self.settings.registered_model_name}/{version}"
+
+    def predicted_versions(self) -> dict[str, int]:
+        with closing(sqlite3.connect(self.store.path)) as conn:
+            return dict(conn.execute("SELECT model_version, COUNT(*) FROM predictions GROUP BY model_version"))
