@@ -30,7 +30,7 @@ with DAG(
         "noise": Param(4.0, type="number", minimum=0),
         "x_min": Param(50.0, type="number"),
         "x_max": Param(125.0, type="number"),
-        "seed": Param(None, type=["null", "integer"], description="Random seed; empty = random."),
+        "seed": Param(None, type=["null", "integer"], minimum=0, description="Random seed; empty = random."),
         "label": Param("simulated", type="string", maxLength=100),
     },
 ) as dag:

@@ -14,7 +14,11 @@ from typing import Any, Mapping
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-class ConfigError(ValueError):
+class PermanentError(ValueError):
+    """A failure that a retry cannot fix (bad configuration or data): operators fail without retrying."""
+
+
+class ConfigError(PermanentError):
     """A configuration value is malformed; the message names the field."""
 
 

@@ -14,7 +14,7 @@ logger = logging.getLogger("ct_pipeline.events")
 _lock = threading.Lock()
 
 DECISIONS = {
-    "extracted", "validated", "prepared", "trained", "evaluated", "promoted", "rejected",
+    "extracted", "validated", "validated_model", "prepared", "trained", "evaluated", "promoted", "rejected",
     "triggered", "skipped", "predicted", "monitored", "approval_requested", "pointer_repaired",
     "seed_loaded", "simulated", "training_started", "training_finished",
 }

@@ -161,7 +161,8 @@ class PredictionService:
             raise NoChampionError(
                 f"no champion for model {self.settings.registered_model_name!r}: run ct_training first")
         if repaired:
-            emit("pointer_repaired", self.settings.audit_log, serving_pointer=synced, previous_pointer=pointer)
+            emit("pointer_repaired", self.settings.audit_log, **self.audit_fields, serving_pointer=synced,
+                 previous_pointer=pointer)
         name, version = registry.parse_pointer(synced)
         return registry.ModelRef(name=name, version=version, run_id="")
 

@@ -205,23 +205,29 @@ def test_config_upsert(store: FeatureStore, token: str) -> None:
 def test_training_runs_and_claim_retraining(store: FeatureStore, token: str) -> None:
     t0 = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=1)
     window = TimeWindow(t0 - timedelta(hours=1), t0)
-    claim = dict(cooldown=timedelta(seconds=10), lease=timedelta(hours=1), reason="r2 below threshold",
-                 window=window, monitoring_run_id="mon-" + token)
-    assert store.claim_retraining(now=t0, **claim) is None
+
+    def claim(seconds: int, monitoring_run: str) -> str | None:
+        return store.claim_retraining(now=t0 + timedelta(seconds=seconds), cooldown=timedelta(seconds=10),
+                                      lease=timedelta(hours=1), reason="r2 below threshold", window=window,
+                                      monitoring_run_id=f"mon-{monitoring_run}-{token}")
+
+    assert claim(0, "a") is None
     assert store.last_trigger_at() == t0
-    refused = store.claim_retraining(now=t0 + timedelta(seconds=5), **claim)
+    refused = claim(5, "b")
     assert refused is not None and "cooldown" in refused
+    assert claim(6, "a") is None  # the same monitoring run retried keeps its claim
+    assert store.last_trigger_at() == t0
     run_id = "train-" + token
     store.start_training_run(run_id, t0 + timedelta(seconds=20))
     store.start_training_run(run_id, t0 + timedelta(seconds=20))  # a retried task: still one run
     try:
         assert store.active_training_runs(t0) == [run_id]
-        refused = store.claim_retraining(now=t0 + timedelta(seconds=40), **claim)
+        refused = claim(40, "c")
         assert refused is not None and run_id in refused
     finally:
         store.finish_training_run(run_id, "success", t0 + timedelta(seconds=50))
     assert run_id not in store.active_training_runs(t0)
-    assert store.claim_retraining(now=t0 + timedelta(seconds=60), **claim) is None
+    assert claim(60, "d") is None
     assert store.last_trigger_at() == t0 + timedelta(seconds=60)
 
 

@@ -330,12 +330,6 @@ def test_concurrent_claims_in_processes_grant_exactly_one(fresh_store: SqliteFea
     assert len(triggers(fresh_store)) == 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: claim_retraining is not idempotent per monitoring run. If evaluate_champion's task dies after the "
-    "claim is committed (e.g. MLflow logging in _finish fails), its retry is refused by its own claim "
-    "('within the cooldown'), routes to skip_retraining, and ct_training is never triggered although "
-    "retrain_triggers records it; the cooldown then blocks the next hour too. Fix belongs in "
-    "FeatureStore.claim_retraining (a claim by the same monitoring_run_id should be granted again)."))
 def test_retried_monitoring_task_keeps_its_own_claim(trained_champion: TrainedChampion,
                                                      fresh_store: SqliteFeatureStore) -> None:
     champ = trained_champion

@@ -200,7 +200,7 @@ def test_config_values(sqlite_store: SqliteFeatureStore) -> None:
 def claim(store: SqliteFeatureStore, now: datetime, cooldown_min: float = 60, lease_min: float = 120) -> str | None:
     return store.claim_retraining(now=now, cooldown=timedelta(minutes=cooldown_min),
                                   lease=timedelta(minutes=lease_min), reason="r2 below threshold",
-                                  window=TimeWindow(T0 - timedelta(days=1), T0), monitoring_run_id="mon-1")
+                                  window=TimeWindow(T0 - timedelta(days=1), T0), monitoring_run_id=f"mon-{now.isoformat()}")
 
 
 def test_claim_retraining_cooldown(sqlite_store: SqliteFeatureStore) -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, Context
+from airflow.sdk.exceptions import AirflowFailException
 
-from ct_operators.config import Settings, load_settings
+from ct_operators.config import PermanentError, Settings, load_settings
 from ct_operators.events import RunIds
 from ct_operators.hooks.feature_store import FeatureStoreHook
 
@@ -14,9 +15,20 @@ if TYPE_CHECKING:
 
 
 class CtOperator(BaseOperator):
-    """Base class: ``settings`` = defaults <- CT_* environment <- this run's Params."""
+    """Base class: ``settings`` = defaults <- CT_* environment <- this run's Params.
+
+    Bad configuration or data (``PermanentError``) fails the task at once: retrying cannot fix it."""
 
     ui_color = "#e8f4fd"
+
+    def execute(self, context: Context) -> Any:
+        try:
+            return self.run(context)
+        except PermanentError as exc:
+            raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+
+    def run(self, context: Context) -> Any:
+        raise NotImplementedError
 
     def settings(self, context: Context) -> Settings:
         return load_settings(dict(context["params"]))

@@ -11,7 +11,7 @@ from ct_operators.operators.base import CtOperator
 class MonitorChampionOperator(CtOperator):
     """R²/MAE/RMSE + drift of the champion since its promotion; decides (with guards) whether to retrain."""
 
-    def execute(self, context: Context) -> dict:
+    def run(self, context: Context) -> dict:
         from ct_operators.monitoring import evaluate_champion
 
         settings = self.settings(context)
@@ -21,7 +21,7 @@ class MonitorChampionOperator(CtOperator):
 class SimulateDriftOperator(CtOperator):
     """Inserts labelled points drawn from the Params' slope/offset/noise into the feature store."""
 
-    def execute(self, context: Context) -> dict:
+    def run(self, context: Context) -> dict:
         from ct_operators.simulate import DriftSpec, insert_simulated
 
         settings = self.settings(context)

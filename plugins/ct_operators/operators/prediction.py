@@ -17,7 +17,7 @@ class ScoreSamplesOperator(CtOperator):
         super().__init__(**kwargs)
         self.batch_size = batch_size
 
-    def execute(self, context: Context) -> dict:
+    def run(self, context: Context) -> dict:
         from ct_operators.serving import PredictionService
 
         settings = self.settings(context)

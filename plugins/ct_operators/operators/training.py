@@ -21,7 +21,7 @@ def as_dict(value: Any) -> dict:
 class TrainingStepOperator(CtOperator):
     """Settings and ids from the context → the step → its result saved for the run and returned."""
 
-    def execute(self, context: Context) -> dict:
+    def run(self, context: Context) -> dict:
         from ct_operators.training import steps
 
         settings, ids = self.settings(context), self.run_ids(context)
@@ -42,12 +42,12 @@ class ExtractDataOperator(TrainingStepOperator):
         self.window_start = window_start
         self.window_end = window_end
 
-    def execute(self, context: Context) -> dict:
+    def run(self, context: Context) -> dict:
         from ct_operators.training import steps
         from ct_operators.training.container import PARAMS_FILE
 
         steps.save_output(self.settings(context), self.run_ids(context), PARAMS_FILE, dict(context["params"]))
-        return super().execute(context)
+        return super().run(context)
 
     def run_step(self, settings: Settings, ids: RunIds) -> dict:
         from ct_operators.training import steps

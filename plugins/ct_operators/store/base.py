@@ -200,6 +200,9 @@ class FeatureStore:
         """
         now = require_utc(now, "now")
         with self.transaction() as cur:
+            cur.execute(self.sql["count_triggers_of_monitoring_run"], (monitoring_run_id,))
+            if cur.fetchone()[0]:
+                return None  # this monitoring run claimed it before (a retried task): still granted
             cur.execute(self.sql["select_active_training_runs"], (to_db_ts(now - lease),))
             active = cur.fetchall()
             if active:

@@ -1,6 +1,8 @@
 """Extract a window of samples and stage frames as run-scoped files (XCom carries only their URIs)."""
 from __future__ import annotations
 
+from ct_operators.config import PermanentError
+
 import re
 from datetime import datetime, timezone
 from pathlib import Path
@@ -13,7 +15,7 @@ from ct_operators.store.base import FeatureStore
 from ct_operators.store.types import TimeWindow
 
 
-class EmptyWindowError(ValueError):
+class EmptyWindowError(PermanentError):
     """No samples in the requested window."""
 
 

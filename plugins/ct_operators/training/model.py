@@ -1,6 +1,8 @@
 """Build the scikit-learn pipeline named by configuration (import paths + hyperparameters)."""
 from __future__ import annotations
 
+from ct_operators.config import PermanentError
+
 import importlib
 from typing import Any, Mapping
 
@@ -8,7 +10,7 @@ from sklearn.base import RegressorMixin
 from sklearn.pipeline import Pipeline
 
 
-class ModelConfigError(ValueError):
+class ModelConfigError(PermanentError):
     """The configured model cannot be built; the message names the setting to fix."""
 
 

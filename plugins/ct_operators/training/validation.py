@@ -1,6 +1,8 @@
 """Data validation with two levels: errors stop the run, warnings are kept in a report."""
 from __future__ import annotations
 
+from ct_operators.config import PermanentError
+
 from dataclasses import asdict, dataclass, field
 from typing import Literal, Sequence
 
@@ -10,7 +12,7 @@ import pandas as pd
 Level = Literal["error", "warning"]
 
 
-class DataValidationError(ValueError):
+class DataValidationError(PermanentError):
     """The training data is unusable; the message lists every error found."""
 
 

@@ -1,0 +1,1 @@
+SELECT COUNT(*) FROM retrain_triggers WHERE monitoring_run_id = ?
