@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -38,12 +39,21 @@ def airflow_environment(settings: Settings, port: int = 8080) -> dict[str, str]:
         "PATH": os.pathsep.join([str(BIN), env.get("PATH", "")]),  # standalone spawns `airflow` by name
         "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT / "plugins"), env.get("PYTHONPATH", "")])),
     })
+    if port != 8080:  # a second instance on this machine (tests): its log servers need their own ports too
+        env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] = str(free_port())
+        env["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"] = str(free_port())
     env.setdefault("AIRFLOW__CORE__EXECUTOR", "LocalExecutor")
     env.setdefault("AIRFLOW__CORE__PARALLELISM", "4")
     env.setdefault("AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL", "30")
     env.setdefault("AIRFLOW_CONN_" + settings.feature_store_conn_id.upper(),
                    json.dumps({"conn_type": "sqlite", "host": str(settings.sqlite_path)}))
     return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 @dataclass

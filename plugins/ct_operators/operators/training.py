@@ -148,17 +148,17 @@ class PromotionApprovalOperator(ApprovalOperator):
         return super().execute(context)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
-        """After the reviewer answered: on Reject, promote_model is skipped, so record it here."""
-        result = super().execute_complete(context, event)
-        if result["chosen_options"][0] == self.REJECT:
+        """After the reviewer answered. On Reject the base class skips promote_model by raising,
+        so the rejection is recorded first."""
+        if "error" not in event and list(event.get("chosen_options") or []) == [self.REJECT]:
             from ct_operators.events import emit
 
             settings = load_settings(dict(context["params"]))
             emit("rejected", settings.audit_log, **RunIds(self.dag_id, context["run_id"], self.task_id).fields(),
                  model_version=as_dict(self.decision)["model_version"], reasons=["rejected by reviewer"],
-                 reviewer=str(result.get("responded_by_user")))
+                 reviewer=str(event.get("responded_by_user")))
             finish_training_run(context, "rejected_by_reviewer")
-        return result
+        return super().execute_complete(context, event)
 
 
 class PromoteModelOperator(TrainingStepOperator):
