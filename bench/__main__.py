@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 BENCHMARKS = ("scoring", "monitoring", "modelload", "dagparse", "training")
-DEFAULT_SIZE = "full"
+DEFAULT_SIZE = "small"
 
 METHOD_NOTES = [
     "All state lives in a temporary data dir (MLflow: SQLite tracking store under it); the repository's "
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"size": args.size, "started": datetime.fromtimestamp(started, timezone.utc).strftime("%Y-%m-%d %H:%M"),
             "duration_s": time.time() - started, "sizes": sizes.__dict__,
             "machine": f"{os.cpu_count()} CPUs, Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}",
-            "failures": failures}
+            "failures": failures, "default_size": DEFAULT_SIZE}
     report.write(args.out, meta, figures, details, METHOD_NOTES)
     log(f"wrote {args.out / 'RESULTS.md'} and {args.out / 'results.json'} in {meta['duration_s'] / 60:.1f} min")
     return 1 if failures else 0

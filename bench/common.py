@@ -54,7 +54,7 @@ SIZES = {
     "full": Sizes("full", scoring=(100_000, 1_000_000), scoring_repeats=3, naive_rows=10_000, batch_size=10_000,
                   batch_sweep=(1_000, 10_000, 100_000), sweep_rows=100_000, monitoring_window=10_000,
                   monitoring_totals=(10_000, 100_000, 1_000_000), monitoring_repeats=7, training_rows=500,
-                  training_repeats=1, parse_repeats=3, load_repeats=7),
+                  training_repeats=2, parse_repeats=5, load_repeats=7),
 }
 
 
