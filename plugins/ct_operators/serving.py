@@ -2,6 +2,7 @@
 local cache (refilled from MLflow when missing or corrupt), score in vectorised batches, write in bulk."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -80,10 +81,8 @@ class ModelCache:
                 return
             if folder.exists():
                 trash = folder.parent / f".{version}-old-{uuid.uuid4().hex}"
-                try:
+                with contextlib.suppress(FileNotFoundError):  # already moved aside by another process
                     folder.rename(trash)
-                except FileNotFoundError:  # moved aside by another process
-                    pass
                 shutil.rmtree(trash, ignore_errors=True)
             try:
                 tmp.rename(folder)
