@@ -209,12 +209,17 @@ def _template_regex(sql: str) -> re.Pattern:
 
 
 def assert_only(store, *names: str) -> None:
-    """Every data statement the store ran is one of the named SQL files with bound values: nothing else."""
-    allowed = {n: _template_regex(store.sql[n]) for n in names}
+    """Every data statement the store ran is one of the project's SQL files (``include/sql/sqlite``) with
+    its parameters bound as literals, and the named ones were among them: nothing else ran."""
+    library = {p.stem: _template_regex(store.sql[p.stem]) for p in store.sql.folder.glob("*.sql") if p.stem != "schema"}
     ran = store.data_statements()
     assert ran, "no statement was traced"
+    used = set()
     for statement in ran:
-        assert any(rx.fullmatch(statement) for rx in allowed.values()), f"unexpected statement: {statement!r}"
+        matches = [name for name, rx in library.items() if rx.fullmatch(statement)]
+        assert matches, f"unexpected statement: {statement!r}"
+        used.update(matches)
+    assert set(names) <= used, f"expected statements not run: {set(names) - used}"
 
 
 @pytest.mark.parametrize("text", INJECTIONS)
