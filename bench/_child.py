@@ -156,7 +156,35 @@ def bare(data_dir: str, run_id: str) -> None:
     _emit({"seconds": seconds, "per_step": per_step, "promoted": bool(xcom["promote_model"].get("promoted"))})
 
 
-MODES = {"memory": memory, "step": step, "bare": bare}
+def load(data_dir: str, expected: str) -> None:
+    """Champion resolve + load in a fresh process, as a ct_prediction task does it (imports excluded)."""
+    import importlib
+
+    # the libraries a load imports lazily (the flavour, the unpickler: ~4.5 s of imports on this machine)
+    # are imported first: the figure is resolve + load, not Python's import system
+    for name in ("mlflow.pyfunc", "mlflow.sklearn", "skops.io", "sklearn.pipeline", "sklearn.preprocessing",
+                 "sklearn.linear_model"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+
+    from bench.common import scrub_environ, settings_for
+    from ct_operators.serving import ModelCache, PredictionService
+    from ct_operators.store.sqlite import SqliteFeatureStore
+
+    scrub_environ()
+    settings = settings_for(Path(data_dir))
+    store = SqliteFeatureStore(settings.sqlite_path)
+    started = time.perf_counter()
+    _, _, source = PredictionService(settings, store, cache=ModelCache(settings.model_cache_dir)).load_champion()
+    seconds = time.perf_counter() - started
+    if source != expected:
+        raise SystemExit(f"expected a load from {expected!r}, got {source!r}")
+    _emit({"seconds": seconds, "source": source})
+
+
+MODES = {"memory": memory, "step": step, "bare": bare, "load": load}
 
 if __name__ == "__main__":
     MODES[sys.argv[1]](*sys.argv[2:])

@@ -5,7 +5,9 @@ import gc
 import shutil
 from pathlib import Path
 
-from bench.common import Figure, Sizes, execute_sql, log, median, open_store, register_champion, settings_for, timed
+from bench.common import (
+    Figure, Sizes, execute_sql, log, median, open_store, register_champion, run_child, settings_for, timed,
+)
 
 
 def run(sizes: Sizes, root: Path) -> tuple[list[Figure], dict]:
@@ -39,10 +41,22 @@ def run(sizes: Sizes, root: Path) -> tuple[list[Figure], dict]:
         warm.append(load("cache"))
     c, w = median(cold), median(warm)
     log(f"model load: cold {c * 1000:.0f} ms, warm {w * 1000:.0f} ms (×{c / w:.1f})")
+    fresh_cold, fresh_warm = [], []  # each load in a fresh process, as each ct_prediction task does it
+    for _ in range(min(3, sizes.load_repeats)):
+        make_cold()
+        fresh_cold.append(run_child(["load", str(data_dir), "mlflow"], data_dir)["seconds"])
+        fresh_warm.append(run_child(["load", str(data_dir), "cache"], data_dir)["seconds"])
+    fc, fw = median(fresh_cold), median(fresh_warm)
+    log(f"model load, fresh process: cold {fc * 1000:.0f} ms, warm {fw * 1000:.0f} ms (×{fc / fw:.1f})")
     shutil.rmtree(data_dir, ignore_errors=True)
-    details = {"cold_seconds": cold, "warm_seconds": warm}
+    details = {"cold_seconds": cold, "warm_seconds": warm, "fresh_process_cold_seconds": fresh_cold,
+               "fresh_process_warm_seconds": fresh_warm}
     return [Figure(
         key="model_load", figure="champion resolve + load, warm local cache (fresh ModelCache)",
         value=w * 1000, unit="ms", baseline="cold: alias resolved, serving pointer repaired, downloaded from MLflow",
         baseline_value=c * 1000, ratio=c / w, target="warm ≥ 5× faster", met=c / w >= 5,
-        note="ratio = cold / warm", details=details)], details
+        note=(f"ratio = cold / warm, both in one long-lived process (MLflow's DB engine already open). In a "
+              f"fresh process per load, as each ct_prediction task runs: cold {fc * 1000:.0f} ms, warm "
+              f"{fw * 1000:.0f} ms (×{fc / fw:.1f}; imports of MLflow and the model's libraries done before timing): "
+              f"there the cold path also opens MLflow's store"),
+        details=details)], details

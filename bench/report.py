@@ -36,27 +36,38 @@ WHY_MISSED = {
         "fewer, coarser tasks (e.g. prepare_data folded into validate_data, validate_model into "
         "evaluate_model: both reload the same holdout and model), or running the tasks in a worker that "
         "keeps the heavy modules imported (Celery/Edge worker with preloaded modules; the LocalExecutor "
-        "forks a fresh task process each time)."),
+        "forks a fresh task process each time). Under the scheduler (`make demo`) a whole ct_training run "
+        "takes far longer still (see below): each task process there also recompiles its imports (this "
+        "venv has no .pyc and PYTHONDONTWRITEBYTECODE=1 is set; compiling bytecode at install time is the "
+        "cheapest fix) and the scheduler adds latency between tasks."),
     "dag_parse": (
-        "the file's own imports beyond what the empty twin imports. ct_monitoring.py is the big one: "
-        "`airflow.providers.standard.operators.trigger_dagrun` imports `airflow.api.common.trigger_dag`, "
-        "which loads Airflow core's ORM models (DagRun, TaskInstance, SQLAlchemy) — ~1.3 s in a fresh "
-        "process (`python -X importtime`) — and `@task.branch` loads the decorator machinery, which "
-        "imports libcst (~0.6 s). The other files differ from their twins by a few tens of ms "
-        "(ct_operators.config, the operator modules, `Param`), which is within this machine's noise when "
-        "a ratio lands near 1.5×. What would reach it: for ct_monitoring, route with a plain "
-        "`BranchPythonOperator`/operator class instead of `@task.branch`, and trigger ct_training from "
-        "the monitoring operator itself (the Task SDK's `DagRunTriggerException`, which is what "
-        "TriggerDagRunOperator raises on Airflow 3) instead of importing the standard provider's operator; "
-        "note that the DAG processor has Airflow core imported already, so there the TriggerDagRunOperator "
-        "part of the cost is mostly paid once per processor, not per parse."),
+        "the file's own imports and DAG construction beyond what the empty twin does. ct_monitoring.py is "
+        "the big one: `airflow.providers.standard.operators.trigger_dagrun` imports "
+        "`airflow.api.common.trigger_dag`, which loads Airflow core's ORM models (DagRun, TaskInstance, "
+        "SQLAlchemy; ~1.3 s of `python -X importtime` cumulative in a fresh process), and `@task.branch` "
+        "loads the decorator machinery, which imports libcst (~0.6 s). ct_training.py builds 8 operators "
+        "with XComArg wiring and 10 Params (~50 ms) and imports the standard provider's hitl module "
+        "(~30 ms); the empty twin builds one EmptyOperator. Files whose difference is a few ms land "
+        "anywhere around 1× on this noisy machine. What would reach it: for ct_monitoring, route with a "
+        "plain `BranchPythonOperator` instead of `@task.branch`, and trigger ct_training from the "
+        "monitoring operator itself (raise the Task SDK's `DagRunTriggerException`, which is what "
+        "TriggerDagRunOperator does on Airflow 3) instead of importing the provider's operator, whose "
+        "module imports Airflow core for Airflow 2 compatibility. The DAG processor has Airflow core "
+        "imported already, so there that part is paid once per processor rather than per parse; "
+        "ct_training's construction cost is inherent to an 8-task DAG (a twin with 8 EmptyOperators "
+        "would be the fairer baseline)."),
     "model_load": (
-        "a warm load still runs `mlflow.pyfunc.load_model` (YAML parsing, a dependency check, unpickling) "
-        "and re-hashes every cached file (SHA-256) to detect corruption, while a cold load of this small "
-        "model only adds a registry lookup and a local file copy. Reaching ≥ 5× needs the warm path to skip "
-        "work: e.g. verify the manifest by size+mtime and hash only on mismatch, or load the pickled "
-        "model directly (`mlflow.sklearn.load_model`) from the cache; with a large model or a remote "
-        "artifact store the cold path grows and the ratio improves by itself."),
+        "in one long-lived process a cold load of this small model only adds a registry lookup and a local "
+        "file copy (MLflow's DB engine is already open), while a warm load still runs "
+        "`mlflow.pyfunc.load_model` (YAML parsing, a dependency check, unpickling) and re-hashes every cached "
+        "file (SHA-256). In a fresh process per load (how each ct_prediction task runs; see the note) warm "
+        "and cold are close for another reason: `load_champion` calls `registry.connect()` unconditionally, "
+        "and constructing the `MlflowClient` builds MLflow's SQLAlchemy tracking store (module import, "
+        "engine, schema check: ~2 s in a profile) even when the serving pointer and a valid cache make MLflow "
+        "unnecessary. What would reach ≥ 5×: in serving.py (owned by another engineer), open MLflow only "
+        "when the cache must be (re)filled (inside `lookup_run_id`, and `mlflow.set_tracking_uri` before "
+        "the download), and verify the cache by size+mtime with a full hash only on mismatch; with a larger "
+        "model or a remote artifact store the cold path grows and the ratio improves by itself."),
 }
 
 
