@@ -13,11 +13,12 @@ export PYTHONPATH := $(CURDIR)/plugins:$(PYTHONPATH)
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt constraints.txt
+$(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
 	@echo "installing pinned dependencies into .venv (uv, constraints.txt)..."
 	@time $(VENV)/bin/uv pip install -q -p $(PY) -r requirements.txt -c constraints.txt
+	@$(VENV)/bin/uv pip install -q -p $(PY) --no-deps -e .  # ct_operators as a provider (iris connection type)
 	@touch $@
 
 test: venv

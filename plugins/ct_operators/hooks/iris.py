@@ -4,8 +4,8 @@ Why a DbApiHook: ``SQLExecuteQueryOperator``, ``get_records``/``get_df`` and ``i
 IRIS like on any SQL database. The feature store itself is reached through ``get_feature_store()``.
 
 Connection fields: host, port (superserver, 1972), schema = IRIS namespace (``USER``), login, password;
-extra ``{"timeout": 10}``. Airflow lists connection types only from installed provider packages (the
-``apache_airflow_provider`` entry point), not from the plugins folder: see docs/deploy.md.
+extra ``{"timeout": 10}``. Registered as connection type ``iris`` through the project's provider entry point
+(``pyproject.toml`` → ``ct_operators.provider_info``), so it appears in the UI's connection form.
 """
 from __future__ import annotations
 
@@ -34,18 +34,10 @@ class IrisHook(DbApiHook):
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Label the fields as IRIS names them, so ``schema`` is understood as the namespace."""
-        return {
-            "hidden_fields": [],
-            "relabeling": {"schema": "Namespace", "login": "Username", "port": "Superserver port"},
-            "placeholders": {
-                "host": "iris (service name) or iris.example.com",
-                "port": "1972",
-                "schema": "USER",
-                "login": "_SYSTEM",
-                "extra": '{"timeout": 10}',
-            },
-        }
+        """Label the fields as IRIS names them (the same as the provider info Airflow 3 reads)."""
+        from ct_operators.provider_info import IRIS_FIELD_BEHAVIOUR
+
+        return {key.replace("-", "_"): value for key, value in IRIS_FIELD_BEHAVIOUR.items()}
 
     def _store_connection(self) -> Any:
         from ct_operators.store.factory import StoreConnection
