@@ -23,9 +23,7 @@ import urllib.request
 import uuid
 from contextlib import closing
 from pathlib import Path
-from typing import Any, Iterator
-
-import pytest
+from typing import Any
 
 from ct_operators import registry
 from ct_operators.config import PROJECT_ROOT, Settings, load_settings

@@ -16,7 +16,6 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from contextlib import closing
 from pathlib import Path
 
 import pytest
