@@ -91,12 +91,13 @@ def run(sizes: Sizes, root: Path) -> tuple[list[Figure], dict]:
     figures: list[Figure] = []
     details: dict = {"generate_seconds": gen, "batch_size": batch, "throughput": {}, "sweep": {}, "memory": {}}
 
-    # -- throughput vs the limit (interleaved, median of N) -----------------------------------------
+    # -- throughput vs the limit and the naive way (interleaved, median of N) -------------------------
+    naive_per_rep = max(100, sizes.naive_rows // (sizes.scoring_repeats * len(sizes.scoring)))
     for n in sizes.scoring:
         store = stores[n]
         frame = store.fetch_samples()
         X = frame[list(settings.features)].astype("float64")
-        service_s, service_wall, limit_s, predict_s, insert_s, columnar_s = [], [], [], [], [], []
+        service_s, service_wall, limit_s, predict_s, insert_s, columnar_s, naive_s = [], [], [], [], [], [], []
         for rep in range(sizes.scoring_repeats):
             execute_sql(store, "DELETE FROM predictions")
             gc.collect()
@@ -117,12 +118,19 @@ def run(sizes: Sizes, root: Path) -> tuple[list[Figure], dict]:
             tp, predicted = timed(lambda: model.predict(X))
             rows = _prediction_rows(frame["id"].to_numpy(), predicted, ref, to_db_ts(utcnow()))
             ti = _bulk_insert(store, rows)
-            del rows
             predict_s.append(tp)
             insert_s.append(ti)
             limit_s.append(tp + ti)
+            # the naive way on a subset, in the same repetition: fsync latency on this shared disk varies
+            # ~10× over minutes, so the baseline must be measured next to the figure it is compared with
+            execute_sql(store, "DELETE FROM predictions")
+            naive_rows = rows[:naive_per_rep]
+            naive_t = _naive_insert(store, naive_rows)
+            naive_s.append(len(naive_rows) / naive_t)
+            del rows, naive_rows
             log(f"scoring {n:,}: score_unscored {n / summary.seconds:,.0f} rows/s, "
-                f"limit {n / (tp + ti):,.0f} rows/s (predict {tp:.2f}s + bulk insert {ti:.2f}s)")
+                f"limit {n / (tp + ti):,.0f} rows/s (predict {tp:.2f}s + bulk insert {ti:.2f}s), "
+                f"naive {naive_s[-1]:,.0f} rows/s ({naive_per_rep:,} rows)")
         execute_sql(store, "DELETE FROM predictions")
         service_rate = n / median(service_s)
         limit_rate = n / median(limit_s)
@@ -130,26 +138,19 @@ def run(sizes: Sizes, root: Path) -> tuple[list[Figure], dict]:
             "score_unscored_seconds": service_s, "score_unscored_wall_seconds_incl_model_load": service_wall,
             "limit_seconds": limit_s, "predict_seconds": predict_s, "bulk_insert_seconds": insert_s,
             "score_unscored_rows_per_s": service_rate, "limit_rows_per_s": limit_rate,
-            "columnar_seconds": columnar_s, "columnar_rows_per_s": n / median(columnar_s)}
+            "columnar_seconds": columnar_s, "columnar_rows_per_s": n / median(columnar_s),
+            "naive_rows_per_s": naive_s, "naive_rows_each": naive_per_rep}
         del frame, X
 
-    # -- the naive way: one INSERT + commit per row, on a subset -------------------------------------
-    small = stores[sizes.scoring[0]]
-    execute_sql(small, "DELETE FROM predictions")
-    subset = small.fetch_unscored(ref.name, ref.version, 0, sizes.naive_rows)
-    predicted = model.predict(subset[list(settings.features)].astype("float64"))
-    rows = _prediction_rows(subset["id"].to_numpy(), predicted, ref, to_db_ts(utcnow()))
-    naive_s = _naive_insert(small, rows)
-    execute_sql(small, "DELETE FROM predictions")
-    naive_rate = len(rows) / naive_s
-    details["naive"] = {"rows": len(rows), "seconds": naive_s, "rows_per_s": naive_rate,
-                        "how": "one INSERT + COMMIT per row on one WAL connection; rows read in one query and "
+    naive_all = [r for n in sizes.scoring for r in details["throughput"][n]["naive_rows_per_s"]]
+    details["naive"] = {"rows_measured": naive_per_rep * len(naive_all), "rows_per_s": naive_all,
+                        "how": "one INSERT + COMMIT per row on one WAL connection, a subset of "
+                               f"{naive_per_rep:,} rows after each repetition; rows read in one query and "
                                "predicted vectorised (generous to the baseline)"}
-    log(f"scoring: naive {naive_rate:,.0f} rows/s ({len(rows):,} rows, one commit each)")
-
     for n in sizes.scoring:
         t = details["throughput"][n]
         rate, limit = t["score_unscored_rows_per_s"], t["limit_rows_per_s"]
+        naive_rate = median(t["naive_rows_per_s"])
         figures.append(Figure(
             key=f"scoring_vs_limit_{n}", figure=f"batch scoring throughput, {n:,} samples (batch {batch:,})",
             value=rate, unit="rows/s", baseline="limit: model.predict + one bulk executemany of the same rows",
@@ -161,7 +162,8 @@ def run(sizes: Sizes, root: Path) -> tuple[list[Figure], dict]:
         figures.append(Figure(
             key=f"scoring_vs_naive_{n}", figure=f"batch scoring throughput, {n:,} samples (batch {batch:,})",
             value=rate, unit="rows/s",
-            baseline=f"naive: one INSERT + commit per row (measured on {len(rows):,} rows, extrapolated)",
+            baseline=(f"naive: one INSERT + commit per row ({naive_per_rep:,} rows after each of the "
+                      f"{sizes.scoring_repeats} runs, extrapolated)"),
             baseline_value=naive_rate, ratio=rate / naive_rate, target="≥ 20× naive", met=rate / naive_rate >= 20))
 
     # -- batch-size sweep (no target) ------------------------------------------------------------------
