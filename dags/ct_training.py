@@ -44,9 +44,9 @@ with DAG(
         "on_failure_callback": mark_training_failed,
     },
     params={
-        "window_start": Param(None, type=["null", "string"], title="Window start (UTC, ISO-8601)",
+        "window_start": Param(None, type=["null", "string"], format="date-time", title="Window start (UTC, ISO-8601)",
                               description="First event time to train on; empty = from the beginning."),
-        "window_end": Param(None, type=["null", "string"], title="Window end (UTC, ISO-8601)",
+        "window_end": Param(None, type=["null", "string"], format="date-time", title="Window end (UTC, ISO-8601)",
                             description="Exclusive end of the window; empty = no upper bound."),
         "model_class": Param(settings.model_class, type="string", minLength=3,
                              description="Import path of a scikit-learn regressor."),

@@ -215,12 +215,14 @@ class PredictionService:
         summary = ScoringSummary(model_name=ref.name, model_version=ref.version, model_source=source)
         features = list(self.settings.features)
         for batch in batches:
-            usable = batch.dropna(subset=features)
+            values = batch[features].apply(pd.to_numeric, errors="coerce").astype("float64")
+            ok = np.isfinite(values.to_numpy()).all(axis=1)  # missing, text or inf: not scorable
+            usable, values = batch[ok], values[ok]
             summary.skipped_missing_features += len(batch) - len(usable)
             if usable.empty:
                 continue
             t0 = time.perf_counter()
-            predicted = np.asarray(model.predict(usable[features].astype("float64")), dtype="float64")
+            predicted = np.asarray(model.predict(values), dtype="float64")
             per_row_ms = (time.perf_counter() - t0) * 1000.0 / len(usable)
             now = utcnow()
             rows = [Prediction(sample_id=int(i), predicted=float(p), model_name=ref.name, model_version=ref.version,

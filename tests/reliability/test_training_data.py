@@ -63,9 +63,8 @@ def assert_nothing_promoted(settings, store, ids: RunIds) -> None:
 
 BAD_DATA = {
     # name: (rows, expected check in the error message)
-    # samples_frame() coerces text to NaN on the way out of the store, so it is reported as missing
     "text_in_numeric_column": (good_rows() + [("abc", 10.0, "bad"), ("12,5", 11.0, "bad")],
-                               "missing_values: 2 missing value(s) in 'x'"),
+                               "numeric_type: 2 non-numeric value(s) in 'x'"),
     "nan_target": (good_rows() + [(60.0, None, "bad")], "missing_values: 1 missing value(s) in 'y'"),
     "infinite_feature": (good_rows() + [(float("inf"), 5.0, "bad")], "finite_values: 1 infinite value(s) in 'x'"),
     "single_row": (good_rows(1), "min_rows: 1 row(s), at least 10 needed"),

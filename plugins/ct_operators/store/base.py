@@ -236,7 +236,10 @@ def samples_frame(rows: Sequence[tuple]) -> pd.DataFrame:
     frame = pd.DataFrame([tuple(r) for r in rows], columns=SAMPLE_COLUMNS)
     frame["id"] = frame["id"].astype("int64")
     for col in ("x", "y"):
-        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
+        try:
+            frame[col] = pd.to_numeric(frame[col]).astype("float64")
+        except (TypeError, ValueError):
+            frame[col] = frame[col].astype(object)  # text stored in a numeric column: validation names it
     frame["event_ts"] = pd.to_datetime(frame["event_ts"], utc=True, format="ISO8601")
     return frame
 

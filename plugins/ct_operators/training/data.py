@@ -56,7 +56,7 @@ def run_folder(staging_dir: Path, dag_id: str, run_id: str) -> Path:
 def stage_frame(frame: pd.DataFrame, path: Path) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    frame.to_parquet(tmp, index=False)
+    _parquet_safe(frame).to_parquet(tmp, index=False)
     tmp.replace(path)  # atomic: a retried task never reads half a file
     return path.resolve().as_uri()
 
@@ -67,6 +67,18 @@ def staged_path(uri: str) -> Path:
     if parts.scheme != "file":
         raise ValueError(f"staged data URI must be a file:// URI, got {uri!r}")
     return Path(url2pathname(parts.path))
+
+
+def _parquet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """Columns mixing numbers and text (bad rows, kept for validation to report) are staged as text."""
+    mixed = [c for c in frame.columns if frame[c].dtype == object
+             and frame[c].dropna().map(type).nunique() > 1]
+    if not mixed:
+        return frame
+    out = frame.copy()
+    for col in mixed:
+        out[col] = out[col].map(lambda v: v if v is None or isinstance(v, str) else str(v))
+    return out
 
 
 def load_staged(uri: str) -> pd.DataFrame:

@@ -202,6 +202,8 @@ def validate_model(settings: Settings, ids: RunIds, prepared: dict, trained: dic
         if challenger_pred.shape != (len(X),) or not np.isfinite(challenger_pred).all():
             serves, serve_error = False, f"predictions have shape {challenger_pred.shape} or are not finite"
     except Exception as exc:  # the check's purpose: any load/predict failure is recorded as a rejection reason
+        if _unreachable(exc):
+            raise  # the registry is down, not the model: fail and retry rather than reject a good challenger
         serves, serve_error = False, f"{type(exc).__name__}: {exc}"
     challenger = regression_scores(y, challenger_pred) if serves else Scores(float("inf"), float("inf"), float("-inf"))
     champion_ref = registry.version_by_alias(client, settings.registered_model_name, settings.champion_alias)
@@ -254,6 +256,20 @@ def promote(settings: Settings, store: FeatureStore, ids: RunIds, decision: dict
     client.set_terminated(run_id, "FINISHED")
     return {"promoted": True, "model_version": version, "previous_version": old.version if old else None,
             "serving_pointer": pointer}
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """A connection failure to the MLflow server anywhere in the exception chain."""
+    import requests
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, (requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError)):
+            return True
+        if "Max retries exceeded" in str(seen) or "Connection refused" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _log_training_sample(X, max_rows: int = 10_000) -> None:
