@@ -170,7 +170,8 @@ def write(out: Path, meta: dict, figures: list[Figure], details: dict, extra_not
         if key is None or key in seen:
             continue
         seen.add(key)
-        names = ", ".join(g.figure for g in missed if g.key.startswith(key))
+        names = ", ".join(f"{g.figure} vs {g.baseline.split(':')[0]}" if g.key.startswith("scoring_vs") else g.figure
+                          for g in missed if g.key.startswith(key))
         lines.append(f"* **{names}** (ratio {', '.join(_fmt(g.ratio) + '×' for g in missed if g.key.startswith(key))}): "
                      f"{WHY_MISSED[key]}")
     lines += ["", "## Changes made to reach targets", ""] + [f"* {n}" for n in CHANGES]
