@@ -17,7 +17,7 @@ $(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
 	@echo "installing pinned dependencies into .venv (uv, constraints.txt)..."
-	@time $(VENV)/bin/uv pip install -q -p $(PY) -r requirements.txt -c constraints.txt
+	@time $(VENV)/bin/uv pip install -q --compile-bytecode -p $(PY) -r requirements.txt -c constraints.txt
 	@$(VENV)/bin/uv pip install -q -p $(PY) --no-deps -e .  # ct_operators as a provider (iris connection type)
 	@touch $@
 
