@@ -21,7 +21,7 @@ from ct_operators import registry
 from ct_operators.config import Settings
 from ct_operators.events import emit, utcnow
 from ct_operators.store.base import FeatureStore
-from ct_operators.store.types import Prediction, TimeWindow
+from ct_operators.store.types import TimeWindow
 
 MANIFEST = "ct_manifest.json"
 logger = logging.getLogger("ct_pipeline.serving")
@@ -224,12 +224,10 @@ class PredictionService:
             t0 = time.perf_counter()
             predicted = np.asarray(model.predict(values), dtype="float64")
             per_row_ms = (time.perf_counter() - t0) * 1000.0 / len(usable)
-            now = utcnow()
-            rows = [Prediction(sample_id=int(i), predicted=float(p), model_name=ref.name, model_version=ref.version,
-                               mlflow_run_id=ref.run_id, inference_ms=per_row_ms, predicted_at=now)
-                    for i, p in zip(usable["id"].to_numpy(), predicted)]
-            summary.written += self.store.insert_predictions(rows)
-            summary.scored += len(rows)
+            summary.written += self.store.insert_prediction_batch(
+                usable["id"].to_numpy().tolist(), predicted.tolist(), model_name=ref.name,
+                model_version=ref.version, mlflow_run_id=ref.run_id, inference_ms=per_row_ms, predicted_at=utcnow())
+            summary.scored += len(usable)
             summary.batches += 1
         summary.seconds = time.perf_counter() - started
         emit("predicted", self.settings.audit_log, **self.audit_fields, **summary.as_dict())

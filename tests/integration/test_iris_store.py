@@ -165,6 +165,20 @@ def test_insert_predictions_is_idempotent(store: FeatureStore, token: str) -> No
     assert store.insert_predictions([]) == 0
 
 
+def test_insert_prediction_batch_is_idempotent(store: FeatureStore, token: str) -> None:
+    ids = insert_labelled(store, token, [1.0, 2.0, 3.0])
+    batch = dict(model_name="mb-" + token, model_version="1", mlflow_run_id="run-" + token, inference_ms=0.01,
+                 predicted_at=datetime(2001, 6, 1, 12, 0, tzinfo=timezone.utc))
+    before = store.count_predictions()
+    assert store.insert_prediction_batch(ids, [10.0, 20.0, 30.0], **batch) == 3
+    assert store.insert_prediction_batch(ids, [11.0, 21.0, 31.0], **batch) == 0
+    assert store.count_predictions() == before + 3
+    frame = store.fetch_labelled_predictions("mb-" + token, "1", window_for(token))
+    assert frame["predicted"].tolist() == [10.0, 20.0, 30.0]
+    with pytest.raises(ValueError, match="2 predictions for 3 sample ids"):
+        store.insert_prediction_batch(ids, [1.0, 2.0], **batch)
+
+
 def test_labelled_predictions(store: FeatureStore, token: str) -> None:
     ids = insert_labelled(store, token, [5.0, None, 7.0])
     model = "m-" + token

@@ -152,6 +152,19 @@ class FeatureStore:
         stamp = _TimestampMemo()  # a batch shares one predicted_at: format it once, not once per row
         rows = [(int(p.sample_id), float(p.predicted), p.model_name, str(p.model_version), p.mlflow_run_id,
                  float(p.inference_ms), stamp(p.predicted_at)) for p in predictions]
+        return self._write_prediction_rows(rows)
+
+    def insert_prediction_batch(self, sample_ids: Sequence[int], predicted: Sequence[float], *, model_name: str,
+                                model_version: str, mlflow_run_id: str, inference_ms: float,
+                                predicted_at: datetime) -> int:
+        """The scoring hot path: one model version and timestamp for the whole batch, values as columns."""
+        if len(sample_ids) != len(predicted):
+            raise ValueError(f"{len(predicted)} predictions for {len(sample_ids)} sample ids")
+        shared = (model_name, str(model_version), mlflow_run_id, float(inference_ms), to_db_ts(predicted_at))
+        rows = [(int(i), float(p), *shared) for i, p in zip(sample_ids, predicted)]
+        return self._write_prediction_rows(rows)
+
+    def _write_prediction_rows(self, rows: list[tuple]) -> int:
         if not rows:
             return 0
         with self.transaction() as cur:
