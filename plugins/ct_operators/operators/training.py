@@ -98,13 +98,19 @@ class TrainModelOperator(TrainingStepOperator):
         return steps.train(settings, ids, as_dict(self.prepared))
 
 
-class EvaluateModelOperator(TrainingStepOperator):
+class HoldoutStepOperator(TrainingStepOperator):
+    """A step that needs the prepared split and the trained model version."""
+
     template_fields: Sequence[str] = ("prepared", "trained")
 
     def __init__(self, *, prepared: Any, trained: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.prepared = prepared
         self.trained = trained
+
+
+class EvaluateModelOperator(HoldoutStepOperator):
+    """mlflow.models.evaluate on the holdout, plots and a SHAP explainer."""
 
     def run_step(self, settings: Settings, ids: RunIds) -> dict:
         from ct_operators.training import steps
@@ -112,15 +118,8 @@ class EvaluateModelOperator(TrainingStepOperator):
         return steps.evaluate(settings, ids, as_dict(self.prepared), as_dict(self.trained))
 
 
-class ValidateModelOperator(TrainingStepOperator):
+class ValidateModelOperator(HoldoutStepOperator):
     """Challenger vs champion on the same holdout; returns the decision and its reasons."""
-
-    template_fields: Sequence[str] = ("prepared", "trained")
-
-    def __init__(self, *, prepared: Any, trained: Any, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.prepared = prepared
-        self.trained = trained
 
     def run_step(self, settings: Settings, ids: RunIds) -> dict:
         from ct_operators.training import steps
