@@ -193,9 +193,13 @@ class AirflowApi:
             time.sleep(2)
         raise TimeoutError(f"{dag_id} run {run_id} did not finish within {timeout_s:.0f}s")
 
-    def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
+        """The run's task instances as the API returns them (state, try_number, start_date, end_date...)."""
         path = f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances"
-        return {t["task_id"]: t["state"] for t in self._request("GET", path)["task_instances"]}
+        return self._request("GET", path)["task_instances"]
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
+        return {t["task_id"]: t["state"] for t in self.task_instances(dag_id, run_id)}
 
     def wait_task(self, dag_id: str, run_id: str, task_id: str, states: set[str], timeout_s: float = 600.0) -> str:
         deadline = time.monotonic() + timeout_s

@@ -102,6 +102,45 @@ def get_version(client: MlflowClient, name: str, version: str) -> ModelRef:
     return ModelRef(name=name, version=str(mv.version), run_id=mv.run_id or "")
 
 
+def versions_of_run(client: MlflowClient, name: str, run_id: str) -> list[ModelRef]:
+    """Versions of ``name`` registered from MLflow run ``run_id``, oldest first."""
+    found = client.search_model_versions(f"run_id = '{run_id}'")  # run ids are hex: safe as a literal
+    refs = [ModelRef(name=name, version=str(mv.version), run_id=run_id) for mv in found if mv.name == name]
+    return sorted(refs, key=lambda ref: int(ref.version))
+
+
+def keep_one_version_of_run(client: MlflowClient, name: str, run_id: str) -> tuple[ModelRef | None, list[str]]:
+    """The version registered from ``run_id``, if any, after deleting any later duplicates of it.
+
+    A registration whose answer was lost (server crash, proxy time-out) is retried by the MLflow client
+    or by the Airflow task: the server may then hold two versions of the same run. The oldest is kept;
+    later ones were never tagged, aliased or served. Returns (kept, deleted versions).
+    """
+    refs = versions_of_run(client, name, run_id)
+    if not refs:
+        return None, []
+    deleted = []
+    for extra in refs[1:]:
+        if client.get_model_version(name, extra.version).aliases:
+            continue  # never delete what an alias names
+        client.delete_model_version(name, extra.version)
+        deleted.append(extra.version)
+    return refs[0], deleted
+
+
+def fail_unfinished_models(client: MlflowClient, experiment_id: str, run_id: str, model_name: str) -> list[str]:
+    """Mark logged models of ``run_id`` left PENDING by an interrupted upload as FAILED (ids returned),
+    so the MLflow UI does not show them as still being written."""
+    from mlflow.entities import LoggedModelStatus
+
+    models = client.search_logged_models(experiment_ids=[experiment_id],
+                                         filter_string=f"source_run_id = '{run_id}' AND name = '{model_name}'")
+    failed = [m.model_id for m in models if m.status == LoggedModelStatus.PENDING]
+    for model_id in failed:
+        client.finalize_logged_model(model_id, LoggedModelStatus.FAILED)
+    return failed
+
+
 def set_champion(client: MlflowClient, settings: Settings, version: str) -> ModelRef | None:
     """Move ``previous`` to the old champion, then ``champion`` to ``version``; returns the old one.
 
@@ -109,7 +148,9 @@ def set_champion(client: MlflowClient, settings: Settings, version: str) -> Mode
     """
     name = settings.registered_model_name
     old = version_by_alias(client, name, settings.champion_alias)
-    if old is not None and old.version != str(version):
+    if old is not None and old.version == str(version):  # a re-run after the alias already moved
+        return version_by_alias(client, name, settings.previous_alias)
+    if old is not None:
         client.set_registered_model_alias(name, settings.previous_alias, old.version)
     client.set_registered_model_alias(name, settings.champion_alias, str(version))
     return old

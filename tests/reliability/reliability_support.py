@@ -11,8 +11,10 @@
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -42,8 +44,9 @@ def free_port() -> int:
 class MlflowServer:
     """A real ``mlflow server`` process; stop() is a crash (SIGKILL), start() a restart on the same stores."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, serve_artifacts: bool = False) -> None:
         self.root = root
+        self.serve_artifacts = serve_artifacts  # as deployed: artifacts go through the server (HTTP PUT/GET)
         self.root.mkdir(parents=True, exist_ok=True)
         self.db = root / "mlflow.db"
         self.artifacts = root / "artifacts"
@@ -65,10 +68,11 @@ class MlflowServer:
     def start(self, timeout_s: float = 420.0) -> None:
         self.starts += 1
         log = open(self.root / f"server-{self.starts}.log", "ab")
+        artifacts = (["--serve-artifacts", "--artifacts-destination", str(self.artifacts)] if self.serve_artifacts
+                     else ["--default-artifact-root", str(self.artifacts)])
         self.process = subprocess.Popen(
-            [str(VENV_BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{self.db}",
-             "--default-artifact-root", str(self.artifacts), "--host", "127.0.0.1", "--port", str(self.port),
-             "--workers", "1"],
+            [str(VENV_BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{self.db}", *artifacts,
+             "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.root)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -224,3 +228,126 @@ class Champion:
     def predicted_versions(self) -> dict[str, int]:
         with closing(sqlite3.connect(self.store.path)) as conn:
             return dict(conn.execute("SELECT model_version, COUNT(*) FROM predictions GROUP BY model_version"))
+
+
+METHODS = {b"GET", b"POST", b"PUT", b"PATCH", b"DELETE", b"HEAD"}
+
+
+class KillingProxy:
+    """A TCP proxy in front of an ``MlflowServer`` that crashes the server in the middle of one request.
+
+    ``arm(pattern, when)`` picks the first request whose bytes match the regular expression ``pattern`` (e.g.
+    ``rb"POST /api/2.0/mlflow/model-versions/create"``):
+
+    * ``when="request"``: the server gets only the first part of that request, then is killed (SIGKILL);
+    * ``when="response"``: the server gets the whole request and answers it, then is killed before the
+      client sees a byte of the answer (the server did the work; the client cannot know).
+
+    Afterwards every new connection is closed at once, as nothing listens upstream.
+    ``requests`` lists every request line seen, for the test's assertions and messages.
+    """
+
+    def __init__(self, server: "MlflowServer") -> None:
+        import threading
+
+        self.server = server
+        self.port = free_port()
+        self.requests: list[str] = []
+        self.fired = threading.Event()
+        self._pattern: re.Pattern[bytes] | None = None
+        self._when = "request"
+        self._lock = threading.Lock()
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def arm(self, pattern: bytes, when: str) -> None:
+        assert when in {"request", "response"}, when
+        self._pattern, self._when = re.compile(pattern), when
+        self.fired.clear()
+
+    def close(self) -> None:
+        self._closed = True
+        self._listener.close()
+
+    def _accept(self) -> None:
+        import threading
+
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        import threading
+
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self.server.port), timeout=5)
+        except OSError:
+            client.close()
+            return
+        upstream.settimeout(None)
+        state = {"hold_response": False}
+        threading.Thread(target=self._pump_responses, args=(upstream, client, state), daemon=True).start()
+        current = b""  # the current request so far (head and body may arrive in several reads)
+        try:
+            while True:
+                data = client.recv(65536)
+                if not data:
+                    break
+                if data.split(b" ", 1)[0] in METHODS:
+                    current = b""
+                    self.requests.append(data.split(b"\r\n", 1)[0].decode("latin-1"))
+                current = (current + data)[-(1 << 20):]
+                hit = self._take(current)
+                if hit and self._when == "request":
+                    head_end = data.find(b"\r\n\r\n")
+                    upstream.sendall(data[: max(head_end, len(data) // 2)])  # only part of the request
+                    self._crash(upstream, client)
+                    return
+                if hit:
+                    state["hold_response"] = True  # the response thread kills the server on its first byte
+                upstream.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (client, upstream):
+                with contextlib.suppress(OSError):
+                    sock.close()
+
+    def _take(self, data: bytes) -> bool:
+        with self._lock:
+            if self._pattern is not None and not self.fired.is_set() and self._pattern.search(data):
+                self.fired.set()
+                return True
+        return False
+
+    def _pump_responses(self, upstream: socket.socket, client: socket.socket, state: dict) -> None:
+        try:
+            while True:
+                data = upstream.recv(65536)
+                if not data:
+                    break
+                if state["hold_response"]:
+                    self._crash(upstream, client)
+                    return
+                client.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                client.close()
+
+    def _crash(self, upstream: socket.socket, client: socket.socket) -> None:
+        self.server.stop()
+        for sock in (upstream, client):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                sock.close()

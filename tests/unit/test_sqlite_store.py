@@ -301,3 +301,26 @@ def test_rerun_of_a_training_run_renews_its_lease(sqlite_store: SqliteFeatureSto
     sqlite_store.start_training_run("manual__1", T0 - timedelta(minutes=1))  # cleared and running again
     refused = claim(sqlite_store, T0, lease_min=120)
     assert refused is not None and "manual__1" in refused
+
+
+def test_reads_see_a_snapshot_and_never_wait_for_a_writer(tmp_path: Path) -> None:
+    """A long insert (the drift simulator) must not stall scoring or monitoring reads, nor the reverse."""
+    store = SqliteFeatureStore(tmp_path / "fs.db", busy_timeout_s=0.2)
+    store.init_schema()
+    store.insert_samples(hourly(3))
+    store.set_serving_pointer("models:/m/1")
+    writer = sqlite3.connect(store.path, isolation_level=None, timeout=0)
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        writer.execute("INSERT INTO point_samples (x, y, label) VALUES (1, 2, 'uncommitted')")
+        assert store.count_samples() == 3  # the committed snapshot, at once (a lock would fail after 0.2 s)
+        assert len(store.fetch_samples()) == 3
+        assert len(store.fetch_samples_by_ids([1, 2, 3, 4])) == 3
+        assert len(store.fetch_unscored("m", "1", after_id=0, limit=10)) == 3
+        assert store.get_serving_pointer() == "models:/m/1"
+        with pytest.raises(FeatureStoreError, match="locked by another writer"):
+            store.insert_samples(hourly(1))  # writers still queue behind each other
+        writer.execute("COMMIT")
+    finally:
+        writer.close()
+    assert store.count_samples() == 4

@@ -68,6 +68,9 @@ class FeatureStore:
     def begin_write(self, cursor: Any) -> None:
         """Start a transaction that serialises writers (SQLite: BEGIN IMMEDIATE)."""
 
+    def begin_read(self, cursor: Any) -> None:
+        """Start a read transaction that never waits for writers (SQLite WAL: a snapshot)."""
+
     def get_serving_pointer(self) -> str | None:
         return self.get_config(SERVING_POINTER_KEY)
 
@@ -80,12 +83,15 @@ class FeatureStore:
 
     # -- plumbing ----------------------------------------------------------------------
     @contextmanager
-    def transaction(self) -> Iterator[Any]:
-        """A cursor in one transaction: committed on success, rolled back on any error."""
+    def transaction(self, write: bool = True) -> Iterator[Any]:
+        """A cursor in one transaction: committed on success, rolled back on any error.
+
+        Reads (``write=False``) do not take the write lock, so a long scoring or monitoring read
+        and the drift simulator's insert do not queue behind each other."""
         conn = self.connect()
         try:
             cursor = conn.cursor()
-            self.begin_write(cursor)
+            (self.begin_write if write else self.begin_read)(cursor)
             yield cursor
             conn.commit()
         except BaseException:
@@ -95,7 +101,7 @@ class FeatureStore:
             conn.close()
 
     def _query(self, name: str, params: Sequence[Any] = ()) -> list[tuple]:
-        with self.transaction() as cur:
+        with self.transaction(write=False) as cur:
             cur.execute(self.sql[name], tuple(params))
             return [tuple(r) for r in cur.fetchall()]
 
@@ -133,7 +139,7 @@ class FeatureStore:
         return samples_frame(self._query("select_samples_in_window", window.bounds()))
 
     def fetch_samples_by_ids(self, ids: Sequence[int]) -> pd.DataFrame:
-        with self.transaction() as cur:
+        with self.transaction(write=False) as cur:
             return samples_frame([tuple(r) for r in self.select_samples_by_ids(cur, ids)])
 
     def fetch_unscored(self, model_name: str, model_version: str, after_id: int, limit: int) -> pd.DataFrame:

@@ -35,5 +35,8 @@ class SqliteFeatureStore(FeatureStore):
                 f"feature store {self.path} is locked by another writer: gave up after the busy timeout of "
                 f"{self.busy_timeout_s:g} s ({exc}); nothing was written, retry later") from exc
 
+    def begin_read(self, cursor: Any) -> None:
+        cursor.execute("BEGIN DEFERRED")  # WAL: reads a snapshot, never waits for (or blocks) a writer
+
     def __repr__(self) -> str:
         return f"SqliteFeatureStore({str(self.path)!r})"

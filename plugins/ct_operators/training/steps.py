@@ -119,10 +119,16 @@ def train(settings: Settings, ids: RunIds, prepared: dict) -> dict:
     client = registry.connect(settings)
     run_id = prepared["mlflow_run_id"]
     done = client.get_run(run_id).data.tags.get(REGISTERED_VERSION_TAG)
-    if done:
-        ref = registry.get_version(client, settings.registered_model_name, done)
-        _audit(settings, ids, "trained", mlflow_run_id=run_id, model_version=ref.version, reused=True)
+    ref, duplicates = registry.keep_one_version_of_run(client, settings.registered_model_name, run_id)
+    if done or ref is not None:  # a retry: an earlier try registered (maybe without hearing the answer)
+        ref = registry.get_version(client, settings.registered_model_name, done) if done else ref
+        _finish_registration(settings, client, ids, run_id, ref.version)
+        _audit(settings, ids, "trained", mlflow_run_id=run_id, model_version=ref.version, reused=True,
+               deleted_duplicates=duplicates)
         return {"mlflow_run_id": run_id, "model_version": ref.version, "model_uri": ref.uri}
+    abandoned = registry.fail_unfinished_models(client, client.get_run(run_id).info.experiment_id, run_id, "model")
+    if abandoned:
+        _audit(settings, ids, "abandoned_models_failed", mlflow_run_id=run_id, model_ids=abandoned)
     X, y = xy(load_staged(prepared["train_uri"]), settings.features, settings.target)
     pipeline = build_pipeline(settings.model_class, settings.model_params, settings.preprocessor_class)
     mlflow.sklearn.autolog(log_models=False, log_datasets=False, silent=True)
@@ -134,13 +140,19 @@ def train(settings: Settings, ids: RunIds, prepared: dict) -> dict:
             input_example=X.head(3), registered_model_name=settings.registered_model_name,
             pip_requirements=_pip_requirements())
         version = str(info.registered_model_version)
-        mlflow.set_tags({REGISTERED_VERSION_TAG: version, "ct.model_class": settings.model_class})
     mlflow.sklearn.autolog(disable=True)
-    client.set_model_version_tag(settings.registered_model_name, version, "airflow.run_id", ids.run_id)
+    _finish_registration(settings, client, ids, run_id, version)
     _audit(settings, ids, "trained", mlflow_run_id=run_id, model_version=version, model_class=settings.model_class,
            train_rows=len(X))
     return {"mlflow_run_id": run_id, "model_version": version,
             "model_uri": f"models:/{settings.registered_model_name}/{version}"}
+
+
+def _finish_registration(settings: Settings, client: Any, ids: RunIds, run_id: str, version: str) -> None:
+    """Tags that mark the registration as complete; idempotent, so a retry can redo them."""
+    client.set_tag(run_id, REGISTERED_VERSION_TAG, version)
+    client.set_tag(run_id, "ct.model_class", settings.model_class)
+    client.set_model_version_tag(settings.registered_model_name, version, "airflow.run_id", ids.run_id)
 
 
 def evaluate(settings: Settings, ids: RunIds, prepared: dict, trained: dict) -> dict:
@@ -180,10 +192,14 @@ def evaluate(settings: Settings, ids: RunIds, prepared: dict, trained: dict) -> 
 def explainer_uri(mlflow_run_id: str) -> str | None:
     import mlflow
 
+    from mlflow.entities import LoggedModelStatus
+
     run = mlflow.get_run(mlflow_run_id)
     models = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id],
                                          filter_string=f"source_run_id = '{mlflow_run_id}'", output_format="list")
-    found = [m for m in models if m.name == "explainer"]
+    # a retried evaluation logs a new explainer: the newest complete one, never a half-uploaded one
+    found = sorted((m for m in models if m.name == "explainer" and m.status == LoggedModelStatus.READY),
+                   key=lambda m: m.creation_timestamp, reverse=True)
     return found[0].model_uri if found else None
 
 
