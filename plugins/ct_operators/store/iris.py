@@ -165,9 +165,9 @@ class IrisFeatureStore(FeatureStore):
         return conn
 
     @contextmanager
-    def transaction(self) -> Iterator[Any]:
+    def transaction(self, write: bool = True) -> Iterator[Any]:
         """The base transaction, with a cursor that binds IRIS parameter orders and returns tuples."""
-        with super().transaction() as cursor:
+        with super().transaction(write) as cursor:
             yield BindingCursor(cursor, self.sql.bindings)
 
     def select_samples_by_ids(self, cursor: Any, ids: Sequence[int]) -> list[tuple]:
