@@ -1,8 +1,13 @@
 """ct_simulate_drift inserting while ct_prediction and ct_monitoring run at the same time, on the real
 scheduler (LocalExecutor, parallelism 4) and the SQLite feature store: every run succeeds on its first
-try, no sample is lost, no prediction is duplicated, and no task ever logs "database is locked"."""
+try, no sample is lost, no prediction is duplicated, and no task ever logs "database is locked".
+
+The feature-store connection carries a password, as a deployed one does: after all four DAGs ran, no
+byte of any file Airflow, MLflow or the pipeline wrote (task logs, scheduler log, both databases, MLflow
+artifacts, audit log, model cache) contains it."""
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import sys
@@ -27,6 +32,7 @@ POINTS_PER_RUN = 50_000
 BACKLOG_POINTS = 150_000  # unscored when the burst starts: the first prediction run is still scoring during it
 SMALL_BATCH = 200  # many short write transactions, interleaved with the simulator's big ones
 SEED_LIKE = {"slope": 1.2, "offset": 9.0, "noise": 4.0}  # keeps the champion's R² high: monitoring skips
+CONN_PASSWORD = "p4ss-SECRET-in-parallel-run"
 
 
 def _parse_ts(text: str | None) -> datetime | None:
@@ -94,6 +100,8 @@ def test_simulator_prediction_and_monitoring_in_parallel_lose_and_duplicate_noth
         os.environ.update(saved)
     env["AIRFLOW__CORE__PARALLELISM"] = str(PARALLELISM)
     env.update({"CT_PREDICTION_SCHEDULE": "", "CT_MONITORING_SCHEDULE": ""})  # only the runs this test triggers
+    env["AIRFLOW_CONN_" + settings.feature_store_conn_id.upper()] = json.dumps(
+        {"conn_type": "sqlite", "host": str(settings.sqlite_path), "password": CONN_PASSWORD})
     assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor" and int(env["AIRFLOW__CORE__PARALLELISM"]) > 1
     port = int(env["AIRFLOW__API__PORT"])
     airflow_home = Path(env["AIRFLOW_HOME"])
@@ -229,6 +237,11 @@ def test_simulator_prediction_and_monitoring_in_parallel_lose_and_duplicate_noth
           f"{[round((end - start).total_seconds(), 1) for start, end in insert_windows]} s; "
           f"prediction batches written during them: {batches_during_inserts} of {len(prediction_batches)}")
     print(f"  max overlap simulator/prediction {with_prediction:.1f} s, simulator/monitoring {with_monitoring:.1f} s")
+    leaked = [str(path) for path in data_dir.rglob("*")
+              if path.is_file() and CONN_PASSWORD.encode() in path.read_bytes()]
+    print(f"  connection password found in {len(leaked)} of {sum(1 for p in data_dir.rglob('*') if p.is_file())} "
+          f"files under the data dir")
+    assert leaked == [], f"the connection password leaked into {leaked}"
     assert batches_during_inserts > 0, "no prediction batch was written while a simulator was inserting"
     assert with_prediction > 0, "no simulator task ran while the first ct_prediction task ran"
     assert with_monitoring > 0, "no simulator task ran while an evaluate_champion task ran"

@@ -13,6 +13,12 @@ Translation IRIS SQL → SQLite, only what the ``include/sql/iris`` files need t
   * ``INSERT OR UPDATE INTO t (c...) VALUES (...)`` → ``INSERT ... ON CONFLICT DO UPDATE SET c = excluded.c``
   * ``SELECT TOP ? ...`` → ``SELECT ... LIMIT ?`` with the first parameter moved to the end
 
+Table locks (``LOCK TABLE t IN EXCLUSIVE MODE [WAIT n]`` / ``UNLOCK TABLE t IN EXCLUSIVE MODE [IMMEDIATE]``)
+follow the documented semantics with an OS file lock per table shared by all connections: a second
+locker waits up to ``n`` seconds (``lock_wait_cap_s`` may shorten it in tests), then fails with SQLCODE
+-110; an UNLOCK inside a transaction is deferred to its end; closing the connection releases everything.
+They are taken before, and apart from, the SQLite transaction the fake opens for the next statement.
+
 What it does NOT emulate (so passing here proves the Python side and the statements' logic, not
 that IRIS accepts them): IRIS's SQL parser and reserved words, type conversion and parameter type
 inference (e.g. ``?`` in a select list), DDL support such as ``CREATE INDEX IF NOT EXISTS``,
@@ -76,6 +82,10 @@ _IDENTITY = re.compile(r"\bBIGINT\s+IDENTITY\s+PRIMARY\s+KEY\b", re.IGNORECASE)
 _EXACT = re.compile(r"\bCOLLATE\s+%EXACT\b", re.IGNORECASE)
 _UPSERT = re.compile(r"^\s*INSERT\s+OR\s+UPDATE\s+INTO\s+(\w+)\s*\(([^)]*)\)\s*(VALUES\s*\(.*\))\s*$",
                      re.IGNORECASE | re.DOTALL)
+_LOCK = re.compile(r"^\s*LOCK\s+(?:TABLE\s+)?(\w+)\s+IN\s+EXCLUSIVE\s+MODE(?:\s+WAIT\s+(\d+))?\s*$",
+                   re.IGNORECASE)
+_UNLOCK = re.compile(r"^\s*UNLOCK\s+(?:TABLE\s+)?(\w+)\s+IN\s+EXCLUSIVE\s+MODE(\s+IMMEDIATE)?\s*$", re.IGNORECASE)
+DEFAULT_LOCK_TIMEOUT_S = 10
 _TOP = re.compile(r"^(\s*SELECT\s+)TOP\s+\?\s+", re.IGNORECASE)
 
 
@@ -121,6 +131,14 @@ class Cursor:
             raise Error(f"{exc} (SQL after translation: {sql})") from exc
 
     def execute(self, operation: str, parameters: Any = None) -> int:
+        lock, unlock = _LOCK.match(operation), _UNLOCK.match(operation)
+        if lock or unlock:
+            if lock:
+                self._conn.lock_table(lock[1], float(lock[2]) if lock[2] else DEFAULT_LOCK_TIMEOUT_S)
+            else:
+                self._conn.unlock_table(unlock[1], immediate=bool(unlock[2]))
+            self._rows, self.description, self.rowcount = [], None, 0
+            return 0
         sql, params = translate(operation, self._check(parameters))
         self._run(sql, params)
         self.description = self._cur.description
@@ -156,12 +174,55 @@ class Cursor:
 
 
 class Connection:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, lock_wait_cap_s: float | None = None) -> None:
         self._path = path
         self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
         self._db.execute("PRAGMA foreign_keys=ON")
         self._autocommit = False
         self._closed = False
+        self._lock_wait_cap_s = lock_wait_cap_s
+        self._locks: dict[str, Any] = {}  # table -> open lock file (flock held)
+        self._release_at_end: set[str] = set()
+
+    def lock_table(self, table: str, wait_s: float) -> None:
+        import fcntl
+        import time
+
+        table = table.lower()
+        if table in self._locks:
+            return  # this process holds it already
+        wait_s = min(wait_s, self._lock_wait_cap_s) if self._lock_wait_cap_s is not None else wait_s
+        handle = open(f"{self._path}.lock-{table}", "a+b")
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    handle.close()
+                    raise OperationalError(f"[SQLCODE: <-110>:<Lock timed out>] table '{table}' is locked "
+                                           f"by another process (waited {wait_s:g} s)") from None
+                time.sleep(0.02)
+        self._locks[table] = handle
+        self._release_at_end.discard(table)
+
+    def unlock_table(self, table: str, immediate: bool = False) -> None:
+        table = table.lower()
+        if immediate or not self._db.in_transaction:
+            self._release(table)
+        elif table in self._locks:
+            self._release_at_end.add(table)
+
+    def _release(self, table: str) -> None:
+        handle = self._locks.pop(table, None)
+        self._release_at_end.discard(table)
+        if handle is not None:
+            handle.close()  # closing the file drops the flock
+
+    def _end_transaction(self) -> None:
+        for table in list(self._release_at_end):
+            self._release(table)
 
     def _begin(self) -> None:
         if self._closed:
@@ -188,14 +249,18 @@ class Connection:
     def commit(self) -> None:
         if self._db.in_transaction:
             self._db.commit()
+        self._end_transaction()
 
     def rollback(self) -> None:
         if self._db.in_transaction:
             self._db.rollback()
+        self._end_transaction()
 
     def close(self) -> None:
         if not self._closed:
             self.rollback()
+            for table in list(self._locks):  # the server process ends: every lock it held goes
+                self._release(table)
             self._db.close()
             self._closed = True
 
@@ -253,8 +318,9 @@ class FakeIrisServer:
     """One fake instance: an address, a namespace, one user; ``.dbapi`` and ``.native`` are the modules."""
 
     def __init__(self, path: Path, hostname: str = "iris.test", port: int = 1972, namespace: str = "USER",
-                 username: str = "ct", password: str = "fake-password") -> None:
+                 username: str = "ct", password: str = "fake-password", lock_wait_cap_s: float | None = None) -> None:
         self.path = Path(path)
+        self.lock_wait_cap_s = lock_wait_cap_s
         self.address = (hostname, int(port), namespace.upper())
         self.credentials = (username, password)
         self.dbapi = _Module(paramstyle=paramstyle, apilevel=apilevel, connect=self.connect, Error=Error,
@@ -270,7 +336,7 @@ class FakeIrisServer:
             raise OperationalError(f"no IRIS at {hostname}:{port}/{namespace}")
         if (username, password) != self.credentials:
             raise OperationalError("Access Denied")
-        conn = Connection(self.path)
+        conn = Connection(self.path, self.lock_wait_cap_s)
         conn.setAutoCommit(autoCommit)
         return conn
 

@@ -20,11 +20,11 @@ from typing import Iterator
 import pytest
 
 from ct_operators.config import PROJECT_ROOT
-from ct_operators.store.base import SERVING_POINTER_KEY, FeatureStore
+from ct_operators.store.base import SERVING_POINTER_KEY, FeatureStore, FeatureStoreError
 from ct_operators.store.factory import StoreConnection
 from ct_operators.store.iris import CONFIG_GLOBAL, IrisFeatureStore, iris_connect_kwargs
 from ct_operators.store.sqlite import SqliteFeatureStore
-from ct_operators.store.types import Prediction, Sample, TimeWindow
+from ct_operators.store.types import Prediction, Sample, TimeWindow, to_db_ts
 from tests.integration.fake_iris import DataRow, FakeIrisServer, translate
 
 LIVE_REASON = ("live IRIS contract skipped: set CT_IRIS_HOST (and CT_IRIS_PORT, CT_IRIS_NAMESPACE, "
@@ -243,6 +243,70 @@ def test_training_runs_and_claim_retraining(store: FeatureStore, token: str) -> 
     assert run_id not in store.active_training_runs(t0)
     assert claim(60, "d") is None
     assert store.last_trigger_at() == t0 + timedelta(seconds=60)
+
+
+# -- IRIS: two monitors claiming at once (no BEGIN IMMEDIATE there: an exclusive table lock) --------
+LOCK_CLAIM = "LOCK TABLE retrain_triggers IN EXCLUSIVE MODE WAIT 5"
+UNLOCK_CLAIM = "UNLOCK TABLE retrain_triggers IN EXCLUSIVE MODE"
+
+
+def iris_fake_store(server: FakeIrisServer) -> IrisFeatureStore:
+    conn = StoreConnection(conn_type="iris", host="iris.test", port=1972, schema="USER",
+                           login="ct", password="fake-password")
+    store = IrisFeatureStore.from_connection(conn, dbapi=server.dbapi, native=server.native)
+    store.init_schema()
+    return store
+
+
+def claim_at(store: FeatureStore, now: datetime, monitoring_run_id: str) -> str | None:
+    return store.claim_retraining(now=now, cooldown=timedelta(hours=1), lease=timedelta(hours=1),
+                                  reason="r2 below threshold", window=TimeWindow(now - timedelta(hours=1), now),
+                                  monitoring_run_id=monitoring_run_id)
+
+
+def test_a_second_monitor_waits_for_the_first_claim_and_sees_its_trigger(tmp_path: Path) -> None:
+    """Monitor A holds the claim lock and has not written yet when B starts claiming: B must wait, then
+    see A's trigger and be refused. Without the lock B would read "no trigger" and insert a second one."""
+    import threading
+
+    server = FakeIrisServer(tmp_path / "fake_iris.db")
+    store = iris_fake_store(server)
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    monitor_a = server.connect(hostname="iris.test", port=1972, namespace="USER", username="ct",
+                               password="fake-password")
+    a = monitor_a.cursor()
+    a.execute(LOCK_CLAIM)  # A is between taking the lock and reading
+    outcome: dict = {}
+    second = threading.Thread(target=lambda: outcome.update(b=claim_at(store, now, "mon-b")))
+    second.start()
+    second.join(timeout=0.5)
+    assert second.is_alive(), f"B claimed while A held the lock: {outcome}"
+    a.execute(store.sql["insert_retrain_trigger"], (to_db_ts(now), "A", to_db_ts(now), to_db_ts(now), "mon-a"))
+    a.execute(UNLOCK_CLAIM)  # deferred to A's commit
+    monitor_a.commit()
+    second.join(timeout=30)
+    assert outcome["b"] is not None and "cooldown" in outcome["b"], outcome
+    a.execute("SELECT monitoring_run_id FROM retrain_triggers")
+    assert [row[0] for row in a.fetchall()] == ["mon-a"]  # one retraining, A's
+    monitor_a.close()
+
+
+def test_a_claim_lock_held_too_long_fails_clearly_and_claims_nothing(tmp_path: Path) -> None:
+    server = FakeIrisServer(tmp_path / "fake_iris.db", lock_wait_cap_s=0.3)
+    store = iris_fake_store(server)
+    now = datetime.now(timezone.utc)
+    holder = server.connect(hostname="iris.test", port=1972, namespace="USER", username="ct",
+                            password="fake-password")
+    holder.cursor().execute(LOCK_CLAIM)
+    with pytest.raises(FeatureStoreError, match=r"could not take the retraining-claim lock .*SQLCODE: <-110>"):
+        claim_at(store, now, "mon-late")
+    assert store.last_trigger_at() is None
+    holder.close()  # the holder's process ends: its lock goes with it
+    assert claim_at(store, now, "mon-late") is None
+    holder = server.connect(hostname="iris.test", port=1972, namespace="USER", username="ct",
+                            password="fake-password")
+    holder.cursor().execute(LOCK_CLAIM)  # the successful claim released the lock at its commit
+    holder.close()
 
 
 # -- IRIS specifics: the pointer lives in the global; connection fields map to driver keywords ----

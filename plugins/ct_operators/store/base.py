@@ -211,6 +211,19 @@ class FeatureStore:
         rows = self._query("select_last_trigger")
         return from_db_ts(rows[0][0]) if rows and rows[0][0] else None
 
+    @contextmanager
+    def _claim_lock(self, cur: Any) -> Iterator[None]:
+        """Only one monitor claims at a time (IRIS: an exclusive table lock, held to the end of the transaction).
+
+        On an error the unlock is skipped: the transaction's connection is closed, which frees the lock."""
+        try:
+            cur.execute(self.sql["lock_retraining_claim"])
+        except Exception as exc:  # the driver's own error type; say what it means
+            raise FeatureStoreError(f"could not take the retraining-claim lock on {self!r}: {exc}; another "
+                                    "monitor holds it (it is released when that claim commits); retry later") from exc
+        yield
+        cur.execute(self.sql["unlock_retraining_claim"])
+
     def claim_retraining(self, *, now: datetime, cooldown: timedelta, lease: timedelta, reason: str,
                          window: TimeWindow, monitoring_run_id: str) -> str | None:
         """Record a retraining trigger unless one is blocked; atomic against concurrent monitors.
@@ -218,7 +231,7 @@ class FeatureStore:
         Returns None when the trigger was recorded, else why it was refused.
         """
         now = require_utc(now, "now")
-        with self.transaction() as cur:
+        with self.transaction() as cur, self._claim_lock(cur):
             cur.execute(self.sql["count_triggers_of_monitoring_run"], (monitoring_run_id,))
             if cur.fetchone()[0]:
                 return None  # this monitoring run claimed it before (a retried task): still granted

@@ -1,0 +1,2 @@
+-- SQLite: the BEGIN IMMEDIATE lock ends with the transaction; nothing to unlock.
+SELECT 1
