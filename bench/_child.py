@@ -87,10 +87,11 @@ def memory(data_dir: str, store_path: str, batch_size: str, mode: str) -> None:
 # -- ct_training steps -------------------------------------------------------------------------
 def run_step(name: str, settings, store_factory, ids, xcom: dict) -> dict:
     """One ``ct_training`` operator's work, exactly as its ``execute`` calls it."""
+    from ct_operators.store.types import TimeWindow
     from ct_operators.training import steps
 
     if name == "extract_data":
-        return steps.extract(settings, store_factory(), ids, steps.parse_window(None, None))
+        return steps.extract(settings, store_factory(), ids, TimeWindow())
     if name == "validate_data":
         return steps.validate_data(settings, ids, xcom["extract_data"])
     if name == "prepare_data":

@@ -97,6 +97,33 @@ def sandbox_env(root: Path) -> dict[str, str]:
     return env
 
 
+def _standalone_environment(data_dir: Path, **overrides: str) -> tuple[Settings, dict[str, str]]:
+    """Settings and environment of an ``airflow standalone`` of its own (free ports) on fresh stores under
+    ``data_dir``, none of this shell's AIRFLOW*/CT_* variables leaking in; Airflow's database migrated and
+    the feature store initialised and seeded."""
+    from ct_operators.local_airflow import airflow_environment, free_port, migrate, run
+
+    settings = load_settings({"data_dir": str(data_dir)}, environ={})
+    saved = dict(os.environ)
+    for key in [k for k in os.environ if k.startswith(("AIRFLOW", "CT_"))]:
+        os.environ.pop(key)
+    try:
+        env = airflow_environment(settings, free_port())
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    env.update(overrides)
+    migrate(env)
+    run([sys.executable, "-m", "ct_operators", "init-store"], env)
+    return settings, env
+
+
+@pytest.fixture
+def standalone_environment():
+    """``standalone_environment(data_dir, **env_overrides) -> (settings, env)`` for tests that start Airflow."""
+    return _standalone_environment
+
+
 @pytest.fixture(scope="module")
 def airflow_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowSandbox]:
     """``airflow db migrate`` and ``python -m ct_operators init-store`` (schema + seed) in a fresh folder."""

@@ -8,9 +8,7 @@ artifacts, audit log, model cache) contains it."""
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import sys
 import time
 from contextlib import closing
 from datetime import datetime
@@ -20,7 +18,7 @@ import pytest
 
 from ct_operators.config import load_settings
 from ct_operators.events import read_events
-from ct_operators.local_airflow import AirflowApi, airflow_environment, free_port, migrate, run, start_standalone
+from ct_operators.local_airflow import AirflowApi, start_standalone
 from ct_operators.store.types import from_db_ts
 
 pytestmark = pytest.mark.e2e
@@ -87,26 +85,18 @@ def _files_mentioning(root: Path, needle: str) -> list[str]:
     return hits
 
 
-def test_simulator_prediction_and_monitoring_in_parallel_lose_and_duplicate_nothing(tmp_path):
+def test_simulator_prediction_and_monitoring_in_parallel_lose_and_duplicate_nothing(tmp_path, standalone_environment):
     data_dir = tmp_path / "data"
-    settings = load_settings({"data_dir": str(data_dir)}, environ={})
-    saved = dict(os.environ)
-    for key in [k for k in os.environ if k.startswith(("AIRFLOW", "CT_"))]:
-        os.environ.pop(key)
-    try:
-        env = airflow_environment(settings, free_port())
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    env["AIRFLOW__CORE__PARALLELISM"] = str(PARALLELISM)
-    env.update({"CT_PREDICTION_SCHEDULE": "", "CT_MONITORING_SCHEDULE": ""})  # only the runs this test triggers
-    env["AIRFLOW_CONN_" + settings.feature_store_conn_id.upper()] = json.dumps(
-        {"conn_type": "sqlite", "host": str(settings.sqlite_path), "password": CONN_PASSWORD})
+    conn_var = "AIRFLOW_CONN_" + load_settings({}, environ={}).feature_store_conn_id.upper()
+    settings, env = standalone_environment(
+        data_dir, AIRFLOW__CORE__PARALLELISM=str(PARALLELISM),
+        CT_PREDICTION_SCHEDULE="", CT_MONITORING_SCHEDULE="",  # only the runs this test triggers
+        **{conn_var: json.dumps({"conn_type": "sqlite", "host": str(data_dir / "feature_store.db"),
+                                 "password": CONN_PASSWORD})})
     assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor" and int(env["AIRFLOW__CORE__PARALLELISM"]) > 1
+    assert settings.sqlite_path == data_dir / "feature_store.db"
     port = int(env["AIRFLOW__API__PORT"])
     airflow_home = Path(env["AIRFLOW_HOME"])
-    migrate(env)
-    run([sys.executable, "-m", "ct_operators", "init-store"], env)
     with closing(sqlite3.connect(settings.sqlite_path)) as conn:
         samples_before = conn.execute("SELECT COUNT(*) FROM point_samples").fetchone()[0]
 

@@ -5,35 +5,23 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import sys
 import time
 from contextlib import closing
 from pathlib import Path
 
 import pytest
 
-from ct_operators.config import load_settings
 from ct_operators.events import read_events
-from ct_operators.local_airflow import AirflowApi, airflow_environment, free_port, migrate, run, start_standalone
+from ct_operators.local_airflow import AirflowApi, start_standalone
 
 pytestmark = pytest.mark.e2e
 
 
-def test_killed_and_restarted_airflow_ends_the_run_cleanly(tmp_path):
+def test_killed_and_restarted_airflow_ends_the_run_cleanly(tmp_path, standalone_environment):
     data_dir = tmp_path / "data"
-    settings = load_settings({"data_dir": str(data_dir)}, environ={})
-    saved = dict(os.environ)
-    for key in [k for k in os.environ if k.startswith(("AIRFLOW", "CT_"))]:
-        os.environ.pop(key)
-    try:
-        env = airflow_environment(settings, free_port())
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    env["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"] = "30"  # detect the killed tasks quickly
+    # a short heartbeat timeout so the killed tasks are detected quickly
+    settings, env = standalone_environment(data_dir, AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT="30")
     port = int(env["AIRFLOW__API__PORT"])
-    migrate(env)
-    run([sys.executable, "-m", "ct_operators", "init-store"], env)
 
     first = start_standalone(env, data_dir / "logs" / "standalone-1.log", port)
     try:

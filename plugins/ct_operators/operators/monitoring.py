@@ -1,8 +1,6 @@
 """Monitoring and drift-simulation operators."""
 from __future__ import annotations
 
-from typing import Any
-
 from airflow.sdk import Context
 
 from ct_operators.operators.base import CtOperator

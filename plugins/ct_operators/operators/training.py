@@ -51,8 +51,9 @@ class ExtractDataOperator(TrainingStepOperator):
 
     def run_step(self, settings: Settings, ids: RunIds) -> dict:
         from ct_operators.training import steps
+        from ct_operators.training.data import parse_window
 
-        window = steps.parse_window(self.window_start, self.window_end)
+        window = parse_window(self.window_start, self.window_end)
         return steps.extract(settings, self.store(settings), ids, window)
 
 

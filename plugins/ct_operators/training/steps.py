@@ -16,8 +16,8 @@ from ct_operators.config import Settings
 from ct_operators.events import RunIds, emit, utcnow
 from ct_operators.store.base import FeatureStore
 from ct_operators.store.types import TimeWindow
-from ct_operators.training.data import extract_window, parse_window, load_staged, run_folder, stage_frame, staged_path
-from ct_operators.training.decide import Decision, Scores, decide_promotion
+from ct_operators.training.data import extract_window, load_staged, run_folder, stage_frame, staged_path
+from ct_operators.training.decide import Scores, decide_promotion
 from ct_operators.training.metrics import regression_scores
 from ct_operators.training.model import build_pipeline
 from ct_operators.training.prepare import split_frame, xy
