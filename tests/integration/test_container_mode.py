@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 from ct_operators.config import PROJECT_ROOT, load_settings
 from ct_operators.events import RunIds
 
