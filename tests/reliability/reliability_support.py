@@ -25,7 +25,7 @@ import urllib.request
 import uuid
 from contextlib import closing
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ct_operators import registry
 from ct_operators.config import PROJECT_ROOT, Settings, load_settings
@@ -255,6 +255,7 @@ class KillingProxy:
         self.requests: list[str] = []
         self.fired = threading.Event()
         self._pattern: re.Pattern[bytes] | None = None
+        self._on_fire: "Callable[[], None] | None" = None
         self._when = "request"
         self._lock = threading.Lock()
         self._listener = socket.create_server(("127.0.0.1", self.port))
@@ -265,9 +266,10 @@ class KillingProxy:
     def uri(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def arm(self, pattern: bytes, when: str) -> None:
+    def arm(self, pattern: bytes, when: str, crash: "Callable[[], None] | None" = None) -> None:
+        """``crash`` replaces the default (SIGKILL the server), e.g. to kill the client's process instead."""
         assert when in {"request", "response"}, when
-        self._pattern, self._when = re.compile(pattern), when
+        self._pattern, self._when, self._on_fire = re.compile(pattern), when, crash
         self.fired.clear()
 
     def close(self) -> None:
@@ -345,7 +347,7 @@ class KillingProxy:
                 client.close()
 
     def _crash(self, upstream: socket.socket, client: socket.socket) -> None:
-        self.server.stop()
+        (self._on_fire or self.server.stop)()
         for sock in (upstream, client):
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)

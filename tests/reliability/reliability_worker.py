@@ -51,10 +51,22 @@ def monitor(args: dict) -> dict:
     return report.as_dict()
 
 
+def promote(args: dict) -> dict:
+    """``promote_model`` of one training run, as the task runs it (the test may kill this process)."""
+    from ct_operators.config import load_settings
+    from ct_operators.events import RunIds
+    from ct_operators.store.sqlite import SqliteFeatureStore
+    from ct_operators.training import steps
+
+    settings = load_settings(args["settings"], environ={})
+    ids = RunIds("ct_training", args["run_id"], "promote_model")
+    return steps.promote(settings, SqliteFeatureStore(args["db"]), ids, args["decision"])
+
+
 if __name__ == "__main__":
     role, payload = sys.argv[1], json.loads(sys.argv[2])
     try:
-        result = {"ok": True, **{"simulate": simulate, "monitor": monitor}[role](payload)}
+        result = {"ok": True, **{"simulate": simulate, "monitor": monitor, "promote": promote}[role](payload)}
     except BaseException as exc:  # reported to the test
         result = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
     print("RESULT " + json.dumps(result, default=str), flush=True)

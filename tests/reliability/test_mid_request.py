@@ -10,6 +10,7 @@ champion change, and alias and serving pointer agreeing. The tests run in order 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
@@ -157,3 +158,50 @@ def test_champion_alias_answer_lost_then_the_retry_completes_the_promotion(outag
     promoted = read_events(outage.settings.audit_log, "promoted")[promoted_before:]
     assert [(e["model_version"], e["previous_version"]) for e in promoted] == [("2", "1")]  # one change
     assert outage.versions() == ["1", "2"]
+
+
+def test_promote_task_killed_after_the_alias_moved_is_repaired_by_its_rerun(outage: Outage) -> None:
+    """The task process itself dies (SIGKILL) right after the server moved ``champion``, before it wrote the
+    serving pointer: the state is detectable (alias and pointer disagree) and the task's re-run repairs it."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from ct_operators.config import PROJECT_ROOT
+
+    ids, prepared = prepared_run(outage, "manual__third")
+    trained = steps.train(outage.settings, ids, prepared)
+    assert trained["model_version"] == "3"
+    decision = {**steps.validate_model(outage.settings, ids, prepared, trained), "promote": True}
+    promoted_before = len(read_events(outage.settings.audit_log, "promoted"))
+
+    settings = {"data_dir": str(outage.settings.data_dir), "mlflow_tracking_uri": outage.proxy.uri,
+                "registered_model_name": MODEL, "training_experiment": f"{MODEL}_training",
+                "monitoring_experiment": f"{MODEL}_monitoring"}
+    task: dict = {}
+    outage.proxy.arm(rb'POST /api/2.0/mlflow/registered-models/alias[\s\S]*"champion"', "response",
+                     crash=lambda: os.kill(task["process"].pid, signal.SIGKILL))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "CT_"))}
+    env["PYTHONPATH"] = str(PROJECT_ROOT / "plugins")
+    task["process"] = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("reliability_worker.py")), "promote",
+         json.dumps({"settings": settings, "db": str(outage.store.path), "run_id": ids.run_id, "decision": decision})],
+        env=env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = task["process"].communicate(timeout=300)
+    assert task["process"].returncode == -signal.SIGKILL, f"the task was not killed:\n{out[-2000:]}\n{err[-2000:]}"
+    assert outage.server.healthy()  # only the task died
+
+    # killed half-way: the alias moved, the pointer did not, nothing was audited as promoted
+    assert (outage.alias("champion"), outage.alias("previous")) == ("3", "2")
+    assert outage.store.get_serving_pointer() == f"models:/{MODEL}/2"
+    assert len(read_events(outage.settings.audit_log, "promoted")) == promoted_before
+
+    done = steps.promote(outage.settings, outage.store, ids, decision)  # Airflow's re-run of promote_model
+    assert done["promoted"] and (done["model_version"], done["previous_version"]) == ("3", "2")
+    assert outage.store.get_serving_pointer() == f"models:/{MODEL}/3"
+    assert (outage.alias("champion"), outage.alias("previous")) == ("3", "2")
+    promoted = read_events(outage.settings.audit_log, "promoted")[promoted_before:]
+    assert [(e["model_version"], e["previous_version"]) for e in promoted] == [("3", "2")]
+    assert outage.versions() == ["1", "2", "3"]
