@@ -8,6 +8,7 @@ import json
 import logging
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -58,10 +59,16 @@ class ModelCache:
 
     def fill(self, name: str, version: str, run_id: str) -> Path:
         """Download the version from MLflow into the cache atomically (temp folder, then rename)."""
-        import mlflow
-
         folder = self.folder(name, version)
         folder.parent.mkdir(parents=True, exist_ok=True)
+        with _fill_lock(folder):  # threads of one process download once; processes meet in _install
+            if self.is_valid(name, version):
+                return folder
+            return self._download(name, version, run_id, folder)
+
+    def _download(self, name: str, version: str, run_id: str, folder: Path) -> Path:
+        import mlflow
+
         tmp = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=folder.parent))
         try:
             mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(tmp))
@@ -79,7 +86,7 @@ class ModelCache:
         for _ in range(attempts):
             if self.is_valid(name, version):
                 return
-            if folder.exists():
+            if folder.exists() and not self.is_valid(name, version):  # re-checked: it may just have been installed
                 trash = folder.parent / f".{version}-old-{uuid.uuid4().hex}"
                 with contextlib.suppress(FileNotFoundError):  # already moved aside by another process
                     folder.rename(trash)
@@ -99,12 +106,35 @@ class ModelCache:
         if key in self._loaded and self.is_valid(name, version):
             return self._loaded[key], "memory"
         source = "cache"
-        if not self.is_valid(name, version):
-            self.fill(name, version, lookup_run_id())
-            source = "mlflow"
-        model = mlflow.pyfunc.load_model(str(self.folder(name, version)))
+        for attempt in range(1, 4):
+            if not self.is_valid(name, version):
+                self.fill(name, version, lookup_run_id())
+                source = "mlflow"
+            try:
+                model = mlflow.pyfunc.load_model(str(self.folder(name, version)))
+                break
+            except Exception as exc:
+                if attempt == 3 or not _vanished(exc):
+                    raise
+                # another process swapped the folder (moved a copy it judged corrupt aside) while this one
+                # read it: check the cache again and read the copy now in place
+                logger.warning("model %s v%s vanished from the cache while loading (%s); reading it again",
+                            name, version, exc)
         self._loaded = {key: model}  # keep only the current version in memory
         return model, source
+
+
+_FILL_LOCKS: dict[str, threading.Lock] = {}
+_FILL_LOCKS_GUARD = threading.Lock()
+
+
+def _fill_lock(folder: Path) -> threading.Lock:
+    with _FILL_LOCKS_GUARD:
+        return _FILL_LOCKS.setdefault(str(folder), threading.Lock())
+
+
+def _vanished(exc: BaseException) -> bool:
+    return isinstance(exc, FileNotFoundError) or "No such artifact" in str(exc)
 
 
 def _sha256(path: Path) -> str:

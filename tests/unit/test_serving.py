@@ -376,7 +376,7 @@ def test_fill_keeps_a_valid_copy_installed_meanwhile(s: Settings, store: SqliteF
     cache = ModelCache(s.model_cache_dir)
     folder = cache.fill(MODEL, "1", v1.run_id)
     inode = folder.stat().st_ino
-    cache.fill(MODEL, "1", v1.run_id)  # a second process finishing its download later
+    cache._download(MODEL, "1", v1.run_id, folder)  # a second process finishing its download later
     assert folder.stat().st_ino == inode, "a valid cached copy (possibly being loaded) was replaced"
     assert cache.is_valid(MODEL, "1")
     assert [p.name for p in folder.parent.iterdir()] == ["1"]  # no temp or trash folders left behind
@@ -390,6 +390,29 @@ def test_fill_replaces_an_invalid_copy_without_leftovers(s: Settings, v1) -> Non
     cache.fill(MODEL, "1", v1.run_id)
     assert cache.is_valid(MODEL, "1")
     assert [p.name for p in folder.parent.iterdir()] == ["1"]
+
+
+def test_a_folder_swapped_away_while_loading_is_read_again(s: Settings, v1, monkeypatch) -> None:
+    """Another process moves the cached copy aside (it judged it corrupt) just as this one reads it."""
+    import mlflow
+
+    cache = ModelCache(s.model_cache_dir)
+    folder = cache.fill(MODEL, "1", v1.run_id)
+    real_load = mlflow.pyfunc.load_model
+    swaps: list[str] = []
+
+    def load_while_another_process_swaps(path: str):
+        if not swaps:
+            swaps.append(path)
+            folder.rename(folder.parent / ".1-old-by-another-process")
+        return real_load(path)
+
+    monkeypatch.setattr(mlflow.pyfunc, "load_model", load_while_another_process_swaps)
+    model, source = cache.load(MODEL, "1", lambda: v1.run_id)
+    assert swaps and source == "mlflow"  # the first read failed on the vanished folder; refilled, read again
+    assert float(model.predict(pd.DataFrame({"x": [1.0]}))[0]) == pytest.approx(
+        float(real_load(str(folder)).predict(pd.DataFrame({"x": [1.0]}))[0]))
+    assert cache.is_valid(MODEL, "1")
 
 
 def test_concurrent_cold_loads_all_succeed(s: Settings, store: SqliteFeatureStore) -> None:
