@@ -19,8 +19,10 @@ pytestmark = pytest.mark.e2e
 
 def test_killed_and_restarted_airflow_ends_the_run_cleanly(tmp_path, standalone_environment):
     data_dir = tmp_path / "data"
-    # a short heartbeat timeout so the killed tasks are detected quickly
-    settings, env = standalone_environment(data_dir, AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT="30")
+    # the killed scheduler's tasks are adopted or reset every orphaned_tasks_check_interval (default 300 s)
+    # once its job missed heartbeats for scheduler_health_check_threshold (30 s): check every 15 s here
+    settings, env = standalone_environment(data_dir, AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT="30",
+                                           AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL="15")
     port = int(env["AIRFLOW__API__PORT"])
 
     first = start_standalone(env, data_dir / "logs" / "standalone-1.log", port)
