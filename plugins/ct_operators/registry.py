@@ -133,9 +133,8 @@ def fail_unfinished_models(client: MlflowClient, experiment_id: str, run_id: str
     so the MLflow UI does not show them as still being written."""
     from mlflow.entities import LoggedModelStatus
 
-    models = client.search_logged_models(experiment_ids=[experiment_id],
-                                         filter_string=f"source_run_id = '{run_id}' AND name = '{model_name}'")
-    failed = [m.model_id for m in models if m.status == LoggedModelStatus.PENDING]
+    models = client.search_logged_models(experiment_ids=[experiment_id], filter_string=f"source_run_id = '{run_id}'")
+    failed = [m.model_id for m in models if m.name == model_name and m.status == LoggedModelStatus.PENDING]
     for model_id in failed:
         client.finalize_logged_model(model_id, LoggedModelStatus.FAILED)
     return failed
