@@ -37,12 +37,10 @@ METHOD_NOTES = [
     "the operator's `execute` does (settings, store, `import steps`, the step); vs one process running "
     "the 7 steps (timed from before its imports). Both start from a fresh data dir with the same data. "
     "An unmeasured warm-up run compiles bytecode first.",
-    "Bytecode: this venv has no .pyc files and the environment sets PYTHONDONTWRITEBYTECODE=1, so every "
-    "fresh Python process recompiles what it imports (`import airflow.sdk` alone: ~10 s instead of <1 s). "
-    "Subprocesses here use a private bytecode cache (PYTHONPYCACHEPREFIX under the temp dir) so they "
-    "measure the code, not the compiler; Airflow task processes and `make demo` pay this cost on every task "
-    "unless bytecode is compiled (e.g. `python -m compileall` or `uv pip install --compile-bytecode` in "
-    "`make venv`).",
+    "Bytecode: `make venv` compiles it at install time (`uv pip install --compile-bytecode`), because the "
+    "environment may set PYTHONDONTWRITEBYTECODE=1 and a process without .pyc files recompiles what it "
+    "imports (`import airflow.sdk` alone: ~10 s instead of <2 s). Subprocesses here also use a private "
+    "bytecode cache (PYTHONPYCACHEPREFIX under the temp dir) so they measure the code, not the compiler.",
     "DAG parse: `python -c` probe per file in a fresh process: time of the module's execution after "
     "`import airflow.sdk` (what the DAG processor pays per file, it has Airflow imported); the empty twin "
     "has the same `from airflow.sdk import ...` lines and one EmptyOperator. Whole-process times are in "
