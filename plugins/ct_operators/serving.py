@@ -86,7 +86,7 @@ class ModelCache:
         for _ in range(attempts):
             if self.is_valid(name, version):
                 return
-            if folder.exists() and not self.is_valid(name, version):  # re-checked: it may just have been installed
+            if folder.exists():
                 trash = folder.parent / f".{version}-old-{uuid.uuid4().hex}"
                 with contextlib.suppress(FileNotFoundError):  # already moved aside by another process
                     folder.rename(trash)

@@ -29,9 +29,11 @@ global iteration.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import re
 import sqlite3
+import time
 from contextlib import closing
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -185,9 +187,6 @@ class Connection:
         self._release_at_end: set[str] = set()
 
     def lock_table(self, table: str, wait_s: float) -> None:
-        import fcntl
-        import time
-
         table = table.lower()
         if table in self._locks:
             return  # this process holds it already

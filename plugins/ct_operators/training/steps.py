@@ -118,10 +118,8 @@ def train(settings: Settings, ids: RunIds, prepared: dict) -> dict:
 
     client = registry.connect(settings)
     run_id = prepared["mlflow_run_id"]
-    done = client.get_run(run_id).data.tags.get(REGISTERED_VERSION_TAG)
     ref, duplicates = registry.keep_one_version_of_run(client, settings.registered_model_name, run_id)
-    if done or ref is not None:  # a retry: an earlier try registered (maybe without hearing the answer)
-        ref = registry.get_version(client, settings.registered_model_name, done) if done else ref
+    if ref is not None:  # a retry: an earlier try registered (maybe without hearing the answer)
         _finish_registration(settings, client, ids, run_id, ref.version)
         _audit(settings, ids, "trained", mlflow_run_id=run_id, model_version=ref.version, reused=True,
                deleted_duplicates=duplicates)
